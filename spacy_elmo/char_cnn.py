@@ -1,0 +1,77 @@
+"""Context-independent token vectors: char embedding, convolutions with max-pool, highway, projection."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .char_ids import N_CHARACTERS
+from .options import ElmoOptions
+
+
+class Highway(nn.Module):
+    """y = g * relu(x W_t + b_t) + (1 - g) * x with g = sigmoid(x W_carry + b_carry).
+
+    bilm-tf's convention: despite its name, `W_carry` makes the gate on the nonlinear branch.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.transform = nn.Linear(dim, dim)
+        self.carry = nn.Linear(dim, dim)
+
+    def reset_parameters(self) -> None:
+        std = math.sqrt(1.0 / self.transform.in_features)
+        for linear, bias in ((self.transform, 0.0), (self.carry, -2.0)):
+            nn.init.normal_(linear.weight, std=std)
+            nn.init.constant_(linear.bias, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.carry(x))
+        return gate * torch.relu(self.transform(x)) + (1 - gate) * x
+
+
+class CharCNN(nn.Module):
+    """Maps (U, max_chars) character ids to (U, P) token vectors; id 0 reads a frozen zero row."""
+
+    def __init__(self, options: ElmoOptions) -> None:
+        super().__init__()
+        dim = options.char_embedding_dim
+        self.activation = torch.relu if options.activation == "relu" else torch.tanh
+        self.embedding = nn.Embedding(N_CHARACTERS, dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(dim, num, width) for width, num in options.filters)
+        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        self.projection: Optional[nn.Linear] = None
+        if options.n_filters != options.projection_dim:
+            self.projection = nn.Linear(options.n_filters, options.projection_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """bilm-tf's training initialisation (elmo-spec §8.4)."""
+        nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+        for conv in self.convs:
+            if self.activation is torch.relu:
+                nn.init.uniform_(conv.weight, -0.05, 0.05)
+            else:
+                width, dim = conv.kernel_size[0], conv.in_channels
+                nn.init.normal_(conv.weight, std=math.sqrt(1.0 / (width * dim)))
+            nn.init.zeros_(conv.bias)
+        for highway in self.highways:
+            highway.reset_parameters()
+        if self.projection is not None:
+            nn.init.normal_(self.projection.weight, std=math.sqrt(1.0 / self.projection.in_features))
+            nn.init.zeros_(self.projection.bias)
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        chars = self.embedding(char_ids).transpose(1, 2)
+        pooled = [conv(chars).amax(dim=2) for conv in self.convs]
+        x = self.activation(torch.cat(pooled, dim=-1))
+        for highway in self.highways:
+            x = highway(x)
+        if self.projection is not None:
+            x = self.projection(x)
+        return x

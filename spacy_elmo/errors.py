@@ -1,0 +1,17 @@
+"""Errors that name the file, dataset or option at fault, so users never see a torch or h5py trace."""
+
+
+class ElmoError(ValueError):
+    """Base class of every error spacy-elmo raises on bad input."""
+
+
+class OptionsError(ElmoError):
+    """An options.json that is missing a key, has a wrong type, or asks for something unsupported."""
+
+
+class WeightsError(ElmoError):
+    """A weight file that is missing, unreadable, or inconsistent with its options."""
+
+
+class InputError(ElmoError):
+    """Text or token input that cannot be embedded."""

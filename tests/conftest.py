@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SPACY_ELMO_SHARED", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "elmo-allennlp"
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    """The official tiny model and its TensorFlow reference outputs; their absence is a failure, not a skip."""
+    assert (FIXTURES / "lm_weights.hdf5").is_file(), f"reference fixtures not found at {FIXTURES}"
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = SHARED / "data"
+    assert path.is_dir(), f"shared data not found at {path}"
+    return path
