@@ -1,0 +1,100 @@
+"""Plain-Python ELMo, no spaCy: lists of tokens in, one float32 (N + 1, n_tokens, 2P) array per sentence out."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .bilm import BiLM
+from .char_ids import CharBatch
+from .errors import InputError
+from .weights import load_bilm
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: Optional[int] = None) -> List[List[int]]:
+    """Group indices into batches of similar length: sorted by length, at most `batch_size` rows and
+    at most `max_tokens` padded positions each (a longer single item still gets a batch of its own)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, found {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: List[List[int]] = []
+    current: List[int] = []
+    for i in order:
+        padded = (len(current) + 1) * max(lengths[i], 1)
+        if current and (len(current) >= batch_size or (max_tokens is not None and padded > max_tokens)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def split_layers(layers: torch.Tensor, lengths: np.ndarray) -> List[torch.Tensor]:
+    """Per row, the (N + 1, n, 2P) slice without the <S> and </S> positions."""
+    return [layers[:, b, 1 : int(n) - 1] for b, n in enumerate(lengths)]
+
+
+class Embedder:
+    """Runs a BiLM over tokenised sentences without autograd.
+
+    Stateless (default): sentences are bucketed by length and every one starts from a zero
+    state, so a sentence's vectors never depend on its neighbours. Stateful: batches are taken
+    in the given order and row b carries its LSTM state to row b of the next batch, which is how
+    the AllenNLP and bilm-tf reference outputs were made.
+    """
+
+    def __init__(self, bilm: BiLM, batch_size: int = 64, max_batch_tokens: Optional[int] = 4096,
+                 stateful: bool = False) -> None:
+        self.bilm = bilm.eval()
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.stateful = stateful
+
+    @classmethod
+    def from_files(cls, options_file: Union[str, Path], weight_file: Union[str, Path], **kwargs) -> "Embedder":
+        return cls(load_bilm(options_file, weight_file), **kwargs)
+
+    @property
+    def output_dim(self) -> int:
+        return self.bilm.options.output_dim
+
+    def reset_state(self) -> None:
+        self.bilm.reset_state()
+
+    def embed_batch(self, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
+        """One forward pass over `sentences` in their order; in stateful mode row b is state row b."""
+        if not sentences:
+            return []
+        if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            raise InputError("expected a list of token lists, e.g. [['Hello', 'world', '.']], found a string")
+        batch = CharBatch.from_sentences(sentences, self.bilm.options.max_characters_per_token)
+        with torch.inference_mode():
+            layers = self.bilm.embed(batch, stateful=self.stateful)
+            return [x.to("cpu").numpy() for x in split_layers(layers, batch.lengths)]
+
+    def embed_sentences(self, sentences: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:
+        """Arrays in input order. Stateless mode sorts by length inside each chunk of the stream."""
+        chunk: List[Sequence[str]] = []
+        for sentence in sentences:
+            chunk.append(sentence)
+            if len(chunk) >= self.batch_size * 16:
+                yield from self._embed_chunk(chunk)
+                chunk = []
+        yield from self._embed_chunk(chunk)
+
+    def _embed_chunk(self, chunk: List[Sequence[str]]) -> Iterator[np.ndarray]:
+        if self.stateful:
+            for start in range(0, len(chunk), self.batch_size):
+                yield from self.embed_batch(chunk[start : start + self.batch_size])
+            return
+        results: List[Optional[np.ndarray]] = [None] * len(chunk)
+        for group in length_batches([len(s) + 2 for s in chunk], self.batch_size, self.max_batch_tokens):
+            for i, array in zip(group, self.embed_batch([chunk[i] for i in group])):
+                results[i] = array
+        yield from results  # type: ignore[misc]
+
+    def embed_sentence(self, tokens: Sequence[str]) -> np.ndarray:
+        return self.embed_batch([tokens])[0]
