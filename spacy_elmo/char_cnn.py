@@ -7,8 +7,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .char_ids import N_CHARACTERS
+from .char_ids import N_CHARACTERS, PADDING_CHAR
 from .options import ElmoOptions
+
+PADDING_ID = PADDING_CHAR + 1
 
 
 class Highway(nn.Module):
@@ -66,9 +68,25 @@ class CharCNN(nn.Module):
             nn.init.normal_(self.projection.weight, std=math.sqrt(1.0 / self.projection.in_features))
             nn.init.zeros_(self.projection.bias)
 
+    def _trim(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Drop the trailing columns where every token has only padding characters.
+
+        A window made only of padding characters gives the same value for every token, so the
+        max-pool over the full width equals the max over the trimmed width and that one value
+        (added back in forward). Most words are short, so this skips most of the convolution work.
+        """
+        width = char_ids.shape[1]
+        longest = int((char_ids != PADDING_ID).sum(dim=1).max()) if char_ids.shape[0] else width
+        keep = longest + max(conv.kernel_size[0] for conv in self.convs) - 1
+        return char_ids[:, :keep] if keep < width else char_ids
+
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        chars = self.embedding(char_ids).transpose(1, 2)
+        chars = self.embedding(self._trim(char_ids)).transpose(1, 2)
         pooled = [conv(chars).amax(dim=2) for conv in self.convs]
+        if chars.shape[2] < char_ids.shape[1]:
+            pad = self.embedding.weight[PADDING_ID].view(1, -1, 1)
+            pooled = [torch.maximum(p, conv(pad.expand(1, -1, conv.kernel_size[0]))[:, :, 0])
+                      for p, conv in zip(pooled, self.convs)]
         x = self.activation(torch.cat(pooled, dim=-1))
         for highway in self.highways:
             x = highway(x)

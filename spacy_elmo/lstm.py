@@ -45,34 +45,41 @@ class BiLstmLayer(nn.Module):
             limit = math.sqrt(6.0 / sum(self.w_proj.shape[1:]))
             nn.init.uniform_(self.w_proj, -limit, limit)
 
-    def forward(self, inputs: torch.Tensor, mask: Optional[torch.Tensor], state: LstmState
-                ) -> Tuple[torch.Tensor, LstmState]:
-        """inputs (2, B, T, D); mask (B, T) or None when every row is full; state (c, h) of (2, B, ·)."""
+    def forward(self, inputs: torch.Tensor, active: List[int], state: LstmState) -> Tuple[torch.Tensor, LstmState]:
+        """inputs (2, B, T, D) with rows sorted by decreasing length; active[t] rows are still running at
+        step t, so finished rows cost nothing and keep their last state. state (c, h) of (2, B, ·)."""
         n_dir, batch, steps, dim = inputs.shape
-        gates_in = torch.baddbmm(self.bias.unsqueeze(1), inputs.reshape(n_dir, batch * steps, dim), self.w_input)
-        gates_in = gates_in.view(n_dir, batch, steps, -1)
+        forget = torch.zeros_like(self.bias)
+        forget[:, 2 * self.cell_dim : 3 * self.cell_dim] = 1.0
+        time_major = inputs.transpose(1, 2).reshape(n_dir, steps * batch, dim)
+        gates_in = torch.baddbmm((self.bias + forget).unsqueeze(1), time_major, self.w_input)
+        gates_in = gates_in.view(n_dir, steps, batch, -1)
         cell, hidden = state
+        finished: List[LstmState] = []
         outputs: List[torch.Tensor] = []
         for t in range(steps):
-            gates = gates_in[:, :, t] + torch.bmm(hidden, self.w_hidden)
+            n = active[t]
+            if n < cell.shape[1]:
+                finished.append((cell[:, n:], hidden[:, n:]))
+                cell, hidden = cell[:, :n], hidden[:, :n]
+            if n == 0:
+                outputs.extend(inputs.new_zeros(n_dir, batch, self.hidden_dim) for _ in range(t, steps))
+                break
+            gates = torch.baddbmm(gates_in[:, t, :n], hidden, self.w_hidden)
             i, j, f, o = gates.chunk(4, dim=-1)
-            new_cell = torch.sigmoid(f + 1.0) * cell + torch.sigmoid(i) * torch.tanh(j)
+            cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip is not None:
-                new_cell = new_cell.clamp(-self.cell_clip, self.cell_clip)
-            new_hidden = torch.sigmoid(o) * torch.tanh(new_cell)
+                cell = cell.clamp(-self.cell_clip, self.cell_clip)
+            hidden = torch.sigmoid(o) * torch.tanh(cell)
             if self.w_proj is not None:
-                new_hidden = torch.bmm(new_hidden, self.w_proj)
+                hidden = torch.bmm(hidden, self.w_proj)
             if self.proj_clip is not None:
-                new_hidden = new_hidden.clamp(-self.proj_clip, self.proj_clip)
-            if mask is None:
-                cell, hidden = new_cell, new_hidden
-                outputs.append(new_hidden)
-            else:
-                active = mask[:, t].view(1, batch, 1)
-                cell = torch.where(active, new_cell, cell)
-                hidden = torch.where(active, new_hidden, hidden)
-                outputs.append(new_hidden * active)
-        return torch.stack(outputs, dim=2), (cell, hidden)
+                hidden = hidden.clamp(-self.proj_clip, self.proj_clip)
+            outputs.append(hidden if n == batch else nn.functional.pad(hidden, (0, 0, 0, batch - n)))
+        finished.append((cell, hidden))
+        final_cell = torch.cat([c for c, _ in reversed(finished)], dim=1)
+        final_hidden = torch.cat([h for _, h in reversed(finished)], dim=1)
+        return torch.stack(outputs, dim=2), (final_cell, final_hidden)
 
 
 class ElmoLstm(nn.Module):
@@ -89,26 +96,48 @@ class ElmoLstm(nn.Module):
 
     def zero_state(self, batch: int, device: torch.device) -> LstmState:
         first = self.layers[0]
-        n = len(self.layers)
-        return (torch.zeros(n, 2, batch, first.cell_dim, device=device),
-                torch.zeros(n, 2, batch, first.hidden_dim, device=device))
+        n, dtype = len(self.layers), first.w_input.dtype
+        return (torch.zeros(n, 2, batch, first.cell_dim, device=device, dtype=dtype),
+                torch.zeros(n, 2, batch, first.hidden_dim, device=device, dtype=dtype))
 
     def forward(self, inputs: torch.Tensor, mask: Optional[torch.Tensor] = None,
                 state: Optional[LstmState] = None) -> Tuple[List[torch.Tensor], LstmState]:
-        """Returns each layer's (2, B, T, P) output, residual included, and the final (c, h) of every layer."""
+        """Returns each layer's (2, B, T, P) output, residual included (zeros at padding), and the final
+        (c, h) of every layer. `mask` must be a prefix mask (True then False in every row)."""
+        n_dir, batch, steps, _ = inputs.shape
         if state is None:
-            state = self.zero_state(inputs.shape[1], inputs.device)
+            state = self.zero_state(batch, inputs.device)
+        if mask is None:
+            order = None
+            active = [batch] * steps
+        else:
+            lengths = mask.sum(dim=1)
+            if not torch.equal(mask, torch.arange(steps, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)):
+                raise ValueError("ElmoLstm needs a prefix mask: every row True up to its length, then False")
+            lengths, order = torch.sort(lengths, descending=True, stable=True)
+            inputs = inputs[:, order]
+            state = (state[0][:, :, order], state[1][:, :, order])
+            counts = torch.bincount(lengths, minlength=steps + 1).tolist()
+            active, running = [], batch
+            for t in range(steps):
+                running -= counts[t]
+                active.append(running)
         outputs: List[torch.Tensor] = []
         cells, hiddens = [], []
         x = inputs
         for depth, layer in enumerate(self.layers):
             if self.training and self.dropout > 0:
                 x = nn.functional.dropout(x, self.dropout)
-            out, (cell, hidden) = layer(x, mask, (state[0][depth], state[1][depth]))
+            out, (cell, hidden) = layer(x, active, (state[0][depth], state[1][depth]))
             if self.use_skip_connections and depth > 0:
                 out = out + x
             outputs.append(out)
             cells.append(cell)
             hiddens.append(hidden)
             x = out
-        return outputs, (torch.stack(cells), torch.stack(hiddens))
+        final = (torch.stack(cells), torch.stack(hiddens))
+        if order is not None:
+            inverse = torch.argsort(order)
+            outputs = [out[:, inverse] for out in outputs]
+            final = (final[0][:, :, inverse], final[1][:, :, inverse])
+        return outputs, final
