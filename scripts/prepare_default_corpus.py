@@ -1,0 +1,88 @@
+"""Tokenise the default English model's text once: Gutenberg books (headers/footers stripped, a few whole
+books held out), the unlabelled text of the UD EWT and WNUT-17 TRAIN splits, and EWT dev for evaluation only.
+
+Usage: python scripts/prepare_default_corpus.py DATA_DIR OUT_DIR [--n-process 2]
+Writes OUT_DIR/train/shard-*.txt, OUT_DIR/heldout-books/, OUT_DIR/ewt-dev/ and OUT_DIR/stats.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import List
+
+from spacy_elmo.corpus import read_text, tokenize_files, write_shards
+
+HELDOUT_BOOKS = [
+    "doyle__beyond-the-city.txt",
+    "shelley__mathilda.txt",
+    "burroughs__the-land-that-time-forgot.txt",
+    "dickens__a-christmas-carol-in-prose-being-a-ghost-story-of-christmas.txt",
+]
+
+
+def conllu_texts(path: Path) -> List[str]:
+    return [line[len("# text = "):] for line in read_text(path).splitlines() if line.startswith("# text = ")]
+
+
+def conll_sentences(path: Path) -> List[str]:
+    """WNUT-17: token<TAB>tag lines; blank lines (many hold a lone TAB) end sentences."""
+    sentences, current = [], []
+    for line in read_text(path).splitlines():
+        token = line.split("\t")[0].strip()
+        if token:
+            current.append(token)
+        elif current:
+            sentences.append(" ".join(current))
+            current = []
+    if current:
+        sentences.append(" ".join(current))
+    return sentences
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--n-process", type=int, default=2)
+    parser.add_argument("--n-shards", type=int, default=40)
+    args = parser.parse_args()
+    start = time.time()
+    out: Path = args.out_dir
+    sources = out / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    books = sorted((args.data_dir / "gutenberg-en" / "texts").glob("*.txt"))
+    heldout = [b for b in books if b.name in HELDOUT_BOOKS]
+    assert len(heldout) == len(HELDOUT_BOOKS), "a held-out book is missing"
+    train_books = [b for b in books if b.name not in HELDOUT_BOOKS]
+    (sources / "ewt-train.txt").write_text("\n".join(conllu_texts(args.data_dir / "ud-english-ewt" / "en_ewt-ud-train.conllu")) + "\n", encoding="utf8")
+    (sources / "ewt-dev.txt").write_text("\n".join(conllu_texts(args.data_dir / "ud-english-ewt" / "en_ewt-ud-dev.conllu")) + "\n", encoding="utf8")
+    (sources / "wnut17-train.txt").write_text("\n".join(conll_sentences(args.data_dir / "wnut17" / "wnut17train.conll")) + "\n", encoding="utf8")
+
+    books_lines = tokenize_files(train_books, "raw", "en", gutenberg=True, n_process=args.n_process)
+    ewt_lines = tokenize_files([sources / "ewt-train.txt"], "lines", "en")
+    wnut_lines = tokenize_files([sources / "wnut17-train.txt"], "tokens")
+    train = [line for part in (books_lines, ewt_lines, wnut_lines) for lines in part.values() for line in lines]
+    write_shards(train, out / "train", n_shards=args.n_shards, seed=0)
+    heldout_lines = tokenize_files(heldout, "raw", "en", gutenberg=True, n_process=args.n_process)
+    for path, lines in heldout_lines.items():
+        (out / "heldout-books").mkdir(exist_ok=True)
+        (out / "heldout-books" / Path(path).name).write_text("\n".join(lines) + "\n", encoding="utf8")
+    dev_lines = tokenize_files([sources / "ewt-dev.txt"], "lines", "en")
+    (out / "ewt-dev").mkdir(exist_ok=True)
+    (out / "ewt-dev" / "en_ewt-ud-dev.txt").write_text("\n".join(next(iter(dev_lines.values()))) + "\n", encoding="utf8")
+
+    def count(parts):
+        return {Path(p).name: {"sentences": len(v), "tokens": sum(len(x.split()) for x in v)} for p, v in parts.items()}
+
+    stats = {"train_books": count(books_lines), "ewt_train": count(ewt_lines), "wnut17_train": count(wnut_lines),
+             "heldout_books": count(heldout_lines), "ewt_dev": count(dev_lines), "seconds": round(time.time() - start, 1)}
+    stats["train_tokens"] = sum(v["tokens"] for k in ("train_books", "ewt_train", "wnut17_train") for v in stats[k].values())
+    stats["train_sentences"] = len(train)
+    (out / "stats.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf8")
+    print(json.dumps({k: stats[k] for k in ("train_tokens", "train_sentences", "seconds")}))
+
+
+if __name__ == "__main__":
+    main()

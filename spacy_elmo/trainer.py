@@ -1,0 +1,463 @@
+"""biLM pretraining the bilm-tf way (elmo-spec §8), in one readable loop.
+
+`train(TrainConfig(...))` runs on one process, or under `torchrun` with DistributedDataParallel
+(gloo on CPU, nccl on CUDA), each rank reading its own shards. The run directory holds
+`checkpoint.pt` (everything needed to continue the run exactly), `log.jsonl`, `loss.png`,
+`train_options.json` (bilm-tf's training layout) and `vocab.txt`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bilm import BiLM
+from .char_ids import token_to_ids
+from .corpus import PackedBatches, SentenceStream, expand_paths
+from .errors import InputError
+from .lstm import LstmState
+from .options import ElmoOptions
+from .softmax import Softmax
+from .vocab import Vocab
+from .weights import load_bilm, save_bilm
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+SMALL_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256]]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in its checkpoint so `--resume` needs only the run directory."""
+
+    train: List[str]
+    vocab: str
+    output: str
+    fmt: str = "tokens"
+    lang: str = "en"
+    # architecture (ignored with init_from, which brings its own)
+    lstm_dim: int = 512
+    projection_dim: int = 128
+    n_layers: int = 2
+    filters: List[List[int]] = field(default_factory=lambda: [list(f) for f in SMALL_FILTERS])
+    char_embedding_dim: int = 16
+    n_highway: int = 1
+    cell_clip: Optional[float] = 3.0
+    proj_clip: Optional[float] = 3.0
+    use_skip_connections: bool = True
+    max_characters_per_token: int = 50
+    # training (bilm-tf defaults except the batch size)
+    dropout: float = 0.1
+    batch_size: int = 64
+    unroll_steps: int = 20
+    n_negative_samples: int = 8192
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.2
+    clip_norm: float = 10.0
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    checkpoint_every: int = 1000
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    heldout: List[str] = field(default_factory=list)
+    eval_batch_size: int = 64
+    seed: int = 0
+    threads: int = 0
+    init_from: Optional[str] = None
+    progress: bool = True
+
+    def elmo_options(self) -> ElmoOptions:
+        return ElmoOptions(lstm_dim=self.lstm_dim, projection_dim=self.projection_dim, n_layers=self.n_layers,
+                           filters=tuple((int(w), int(n)) for w, n in self.filters),
+                           char_embedding_dim=self.char_embedding_dim, n_highway=self.n_highway,
+                           cell_clip=self.cell_clip, proj_clip=self.proj_clip,
+                           use_skip_connections=self.use_skip_connections,
+                           max_characters_per_token=self.max_characters_per_token)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown training settings: {unknown}")
+        return cls(**data)
+
+
+class LanguageModel(nn.Module):
+    """The biLM plus its softmax: (char ids, token index, targets, state) -> per-direction losses, next state."""
+
+    def __init__(self, options: ElmoOptions, n_classes: int, dropout: float, n_samples: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.bilm = BiLM(options, dropout)
+        self.softmax = Softmax(n_classes, options.projection_dim)
+        self.dropout = dropout
+        self.n_samples = n_samples
+        self.sampler = np.random.default_rng(seed)
+
+    def forward(self, char_ids: torch.Tensor, index: torch.Tensor, targets: torch.Tensor,
+                state: Optional[LstmState]) -> Tuple[torch.Tensor, LstmState]:
+        """index and targets are (2, B, T): row 0 the forward stream, row 1 the backward stream (already reversed)."""
+        tokens = self.bilm.char_cnn(char_ids)[index]
+        outputs, (cell, hidden) = self.bilm.lstm(tokens, None, state)
+        top = nn.functional.dropout(outputs[-1], self.dropout, self.training)
+        losses = []
+        for d in range(2):
+            h, y = top[d].reshape(-1, top.shape[-1]), targets[d].reshape(-1)
+            if self.training and self.n_samples:
+                losses.append(self.softmax.sampled_loss(h, y, self.n_samples, self.sampler))
+            else:
+                losses.append(self.softmax.full_loss(h, y))
+        return torch.stack(losses), (cell.detach(), hidden.detach())
+
+
+def encode_batch(directions: Sequence[List[List[str]]], max_chars: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Distinct tokens' char ids (U, L) and the (2, B, T) index into them, so the CNN runs once per distinct token."""
+    table: Dict[str, int] = {}
+    rows = [[[table.setdefault(t, len(table)) for t in row] for row in rows] for rows in directions]
+    char_ids = np.stack([token_to_ids(t, max_chars) for t in table])
+    return torch.from_numpy(char_ids), torch.tensor(rows, dtype=torch.long)
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=config.learning_rate, initial_accumulator_value=1.0)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate)
+    raise InputError(f"unknown optimizer {config.optimizer!r}; expected 'adagrad' or 'adam'")
+
+
+def _distributed() -> Tuple[int, int, torch.device]:
+    """(rank, world size, device); starts the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    import torch.distributed as dist
+
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world, torch.device("cuda", local)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+def _rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
+    if len(paths) < world:
+        raise InputError(f"{world} processes need at least {world} training files (shards), found {len(paths)}; "
+                         "split the text with `python -m spacy_elmo prepare --n-shards N`")
+    return paths[rank::world]
+
+
+def _batches(config: TrainConfig, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
+             batch_size: int) -> Tuple[PackedBatches, PackedBatches]:
+    """Forward and backward batches from independent streams (training) or the same one-pass order (evaluation)."""
+    pair = []
+    for direction in range(2):
+        stream = SentenceStream(paths, config.fmt, config.lang, shuffle=training, loop=training,
+                                seed=seed + direction, min_epoch_tokens=batch_size * config.unroll_steps)
+        pair.append(PackedBatches(stream, vocab, batch_size, config.unroll_steps, reverse=direction == 1))
+    return pair[0], pair[1]
+
+
+def _rng_state() -> Dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _save(path: Path, payload: Dict[str, Any]) -> None:
+    """Write-then-rename, so an interrupted save never leaves a broken checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise InputError(f"no training checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
+    """A fresh model, or the weights of an earlier run/export to continue on new text (same vocabulary)."""
+    if not config.init_from:
+        return LanguageModel(config.elmo_options(), len(vocab), config.dropout, config.n_negative_samples)
+    source = Path(config.init_from)
+    if source.suffix == ".pt" or (source / CHECKPOINT).is_file():
+        ckpt = load_checkpoint(source)
+        if ckpt["vocab"] != vocab.tokens:
+            raise InputError(f"{source} was trained with a different vocabulary than {config.vocab}; "
+                             "continuing needs the same vocabulary")
+        model = LanguageModel(ElmoOptions.from_dict(ckpt["options"]), len(vocab), config.dropout, config.n_negative_samples)
+        model.load_state_dict(ckpt["model"])
+        return model
+    bilm = load_bilm(source / "options.json", source / "weights.hdf5")
+    model = LanguageModel(bilm.options, len(vocab), config.dropout, config.n_negative_samples)
+    model.bilm.load_state_dict(bilm.state_dict())
+    if (source / "vocab.txt").is_file() and Vocab.from_file(source / "vocab.txt") != vocab:
+        raise InputError(f"{source}/vocab.txt differs from {config.vocab}; continuing needs the same vocabulary")
+    if (source / "softmax.pt").is_file():
+        model.softmax.load_state_dict(torch.load(source / "softmax.pt"))
+    else:
+        logger.warning("%s has no softmax.pt: the softmax starts from random weights", source)
+    return model
+
+
+def _write_train_options(path: Path, options: ElmoOptions, config: TrainConfig, n_vocab: int) -> None:
+    """bilm-tf's training options layout (261 characters, training fields)."""
+    data = options.to_dict()
+    data["char_cnn"]["n_characters"] = 261
+    data.update(bidirectional=True, dropout=config.dropout, batch_size=config.batch_size,
+                unroll_steps=config.unroll_steps, n_tokens_vocab=n_vocab,
+                n_negative_samples_batch=config.n_negative_samples, all_clip_norm_val=config.clip_norm,
+                learning_rate=config.learning_rate, optimizer=config.optimizer)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf8")
+
+
+class _Interrupt:
+    """Turns Ctrl-C into a request to checkpoint and stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "_Interrupt":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
+    """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set."""
+    from tqdm import tqdm
+
+    rank, world, device = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.output)
+    ckpt = load_checkpoint(out) if resume else None
+    vocab = Vocab.from_file(config.vocab)
+    if ckpt is not None and ckpt["vocab"] != vocab.tokens:
+        raise InputError(f"{config.vocab} is not the vocabulary of the run in {out}")
+    torch.manual_seed(config.seed)
+    model = _initial_model(config, vocab)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+    options = model.bilm.options
+    model.sampler = np.random.default_rng([config.seed, rank])
+    model.to(device).train()
+    optimizer = make_optimizer(config, model.parameters())
+    shards = _rank_shards(expand_paths(config.train), rank, world)
+    fwd_batches, bwd_batches = _batches(config, vocab, shards, 1000 * config.seed + 2 * rank, True, config.batch_size)
+    state: Optional[LstmState] = None
+    step, tokens, elapsed = 0, 0, 0.0
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, tokens, elapsed = ckpt["step"], ckpt["tokens"], ckpt["elapsed"]
+        if len(ckpt["ranks"]) != world:
+            raise InputError(f"the run in {out} was trained with {len(ckpt['ranks'])} processes, not {world}")
+        mine = ckpt["ranks"][rank]
+        fwd_batches.load_state_dict(mine["fwd"])
+        bwd_batches.load_state_dict(mine["bwd"])
+        state = None if mine["state"] is None else tuple(s.to(device) for s in mine["state"])
+        model.sampler.bit_generator.state = mine["sampler"]
+        _set_rng_state(mine["rng"])
+    ddp = model
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_train_options(out / "train_options.json", options, config, len(vocab))
+        vocab.to_file(out / "vocab.txt")
+
+    def save() -> None:
+        mine = {"fwd": fwd_batches.state_dict(), "bwd": bwd_batches.state_dict(), "sampler": model.sampler.bit_generator.state,
+                "rng": _rng_state(), "state": None if state is None else tuple(s.cpu() for s in state)}
+        ranks = [mine]
+        if world > 1:
+            ranks = [None] * world
+            torch.distributed.all_gather_object(ranks, mine)
+        if rank == 0:
+            _save(out / CHECKPOINT, {"config": asdict(config), "options": options.to_dict(), "vocab": vocab.tokens,
+                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                     "tokens": tokens, "elapsed": elapsed, "ranks": ranks})
+            plot_log(out / LOG, out / "loss.png")
+
+    tokens_per_step = config.batch_size * config.unroll_steps * world
+    bar = tqdm(total=config.max_steps or None, initial=step, unit="step", disable=rank != 0 or not config.progress,
+               dynamic_ncols=True)
+    record: Dict[str, Any] = {}
+    window_loss, window_steps, window_start = torch.zeros(2), 0, time.time()
+    last_save, session_start, session_elapsed = time.time(), time.time(), elapsed
+    with _Interrupt() as interrupt:
+        while True:
+            (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) = next(fwd_batches), next(bwd_batches)
+            char_ids, index = encode_batch([fwd_rows, bwd_rows], options.max_characters_per_token)
+            targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
+            losses, state = ddp(char_ids.to(device), index.to(device), targets.to(device), state)
+            loss = losses.mean()
+            optimizer.zero_grad(set_to_none=True)
+            (loss * config.unroll_steps).backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            optimizer.step()
+            if not torch.isfinite(loss):
+                raise InputError(f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate")
+            step += 1
+            tokens += tokens_per_step
+            elapsed = session_elapsed + time.time() - session_start
+            window_loss += losses.detach().cpu()
+            window_steps += 1
+            flags = torch.tensor([
+                float(interrupt.requested or (config.max_steps and step >= config.max_steps)
+                      or (config.max_minutes and elapsed >= 60 * config.max_minutes)),
+                float(step % config.checkpoint_every == 0 or time.time() - last_save >= 60 * config.checkpoint_minutes),
+            ])
+            if world > 1:
+                torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            stop, checkpoint = bool(flags[0]), bool(flags[1])
+            if step % config.log_every == 0 or stop:
+                mean = window_loss / window_steps
+                if world > 1:
+                    torch.distributed.all_reduce(mean)
+                    mean /= world
+                speed = window_steps * tokens_per_step / max(time.time() - window_start, 1e-9)
+                record = {"step": step, "tokens": tokens, "minutes": round(elapsed / 60, 3), "loss": mean.mean().item(),
+                          "ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
+                          "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1),
+                          "grad_norm": float(grad_norm)}
+                if rank == 0:
+                    with (out / LOG).open("a", encoding="utf8") as f:
+                        f.write(json.dumps(record) + "\n")
+                postfix = {"tok/s": f"{speed:.0f}", "loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
+                if config.max_minutes:
+                    postfix["left"] = f"{max(config.max_minutes - elapsed / 60, 0):.1f}min"
+                bar.set_postfix(postfix)
+                window_loss, window_steps, window_start = torch.zeros(2), 0, time.time()
+            bar.update(1)
+            if checkpoint or stop:
+                save()
+                last_save = time.time()
+            if stop:
+                break
+    bar.close()
+    if config.heldout and rank == 0:
+        record["heldout"] = evaluate(model, vocab, config.heldout, config, config.eval_batch_size)
+        with (out / LOG).open("a", encoding="utf8") as f:
+            f.write(json.dumps({"step": step, "tokens": tokens, "heldout": record["heldout"]}) + "\n")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return record
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, vocab: Vocab, paths: Sequence[str], config: TrainConfig,
+             batch_size: int = 64) -> Dict[str, float]:
+    """Held-out perplexity with the full softmax, no dropout, state carried (bilm-tf's run_test).
+
+    Perplexity is exp of the mean over batches of 0.5 * (forward + backward) loss; the last partial
+    batch is skipped.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    files = expand_paths(paths)
+    fwd_batches, bwd_batches = _batches(config, vocab, files, 0, False, batch_size)
+    state: Optional[LstmState] = None
+    total, n_batches = torch.zeros(2, dtype=torch.float64), 0
+    for (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) in zip(fwd_batches, bwd_batches):
+        char_ids, index = encode_batch([fwd_rows, bwd_rows], model.bilm.options.max_characters_per_token)
+        targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
+        losses, state = model(char_ids.to(device), index.to(device), targets.to(device), state)
+        total += losses.double().cpu()
+        n_batches += 1
+    model.train(was_training)
+    if n_batches == 0:
+        raise InputError(f"the held-out text {[str(p) for p in files]} is smaller than one batch of "
+                         f"{batch_size} x {config.unroll_steps} tokens; use a smaller batch size")
+    mean = total / n_batches
+    return {"ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
+            "bwd_ppl": math.exp(mean[1].item()), "tokens": n_batches * batch_size * config.unroll_steps}
+
+
+def model_from_checkpoint(path: Path) -> Tuple[LanguageModel, Vocab, TrainConfig]:
+    ckpt = load_checkpoint(path)
+    config = TrainConfig.from_dict(ckpt["config"])
+    model = LanguageModel(ElmoOptions.from_dict(ckpt["options"]), len(ckpt["vocab"]), config.dropout)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), Vocab(ckpt["vocab"], source=str(path)), config
+
+
+def export(checkpoint: Path, out_dir: Path, with_softmax: bool = False) -> Path:
+    """options.json (inference layout) + weights.hdf5 (official layout) + vocab.txt; optionally softmax.pt,
+    which only continued training needs."""
+    model, vocab, _ = model_from_checkpoint(checkpoint)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bilm = BiLM(replace(model.bilm.options, extra={}))
+    bilm.load_state_dict(model.bilm.state_dict())
+    save_bilm(bilm, out_dir / "options.json", out_dir / "weights.hdf5")
+    vocab.to_file(out_dir / "vocab.txt")
+    if with_softmax:
+        torch.save(model.softmax.state_dict(), out_dir / "softmax.pt")
+    return out_dir
+
+
+def plot_log(log_path: Path, png_path: Path) -> None:
+    """Training loss and perplexity against tokens seen."""
+    if not log_path.is_file():
+        return
+    records = [json.loads(line) for line in log_path.read_text(encoding="utf8").splitlines() if line.strip()]
+    records = [r for r in records if "loss" in r]
+    if not records:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["tokens"] / 1e6 for r in records]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(x, [r["loss"] for r in records])
+    ax1.set_xlabel("tokens seen (millions)")
+    ax1.set_ylabel("training loss (sampled softmax)")
+    ax2.plot(x, [r["ppl"] for r in records])
+    ax2.set_yscale("log")
+    ax2.set_xlabel("tokens seen (millions)")
+    ax2.set_ylabel("training perplexity")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
+
+
+__all__ = ["TrainConfig", "LanguageModel", "train", "evaluate", "export", "model_from_checkpoint"]
