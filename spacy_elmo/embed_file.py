@@ -1,0 +1,93 @@
+"""The `embed` command's work: tokenised text in, an HDF5 file of ELMo vectors out, in the layout
+`allennlp elmo` wrote (one dataset per input line, named by its 0-based number, plus `sentence_to_index`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Union
+
+import numpy as np
+
+from .embedder import Embedder
+from .errors import InputError
+
+LAYER_CHOICES = ("all", "top", "average")
+STDIN = "-"
+
+
+def read_lines(source: Union[str, Path]) -> List[str]:
+    """The lines of a UTF-8 text file ('-' reads stdin), line endings removed, so that index i is line i + 1."""
+    if str(source) == STDIN:
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"input file not found: {path}")
+        data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise InputError(f"{source}: not UTF-8 text (invalid byte at offset {err.start}, line {line})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise InputError(f"{source}: the input is empty (expected one tokenised sentence per line)")
+    return [line.rstrip("\r") for line in lines]
+
+
+def select_layers(layers: np.ndarray, which: str) -> np.ndarray:
+    """(N + 1, n, 2P) -> itself for 'all', the top layer or the layer mean (n, 2P) otherwise."""
+    if which == "all":
+        return layers
+    if which == "top":
+        return layers[-1]
+    if which == "average":
+        return layers.mean(axis=0, dtype=np.float32)
+    raise InputError(f"layers must be one of {LAYER_CHOICES}, found {which!r}")
+
+
+def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
+               progress: bool = True) -> int:
+    """Embed every line of `source` (tokens split on whitespace) into `output`; returns the line count.
+
+    A blank line is an empty sentence: it gets a dataset with 0 tokens, so dataset i is always line
+    i + 1. The file is written next to `output` under a temporary name and renamed when complete, so a
+    failure never leaves a partial file or destroys an existing one.
+    """
+    import h5py
+    from tqdm import tqdm
+
+    if layers not in LAYER_CHOICES:
+        raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
+    lines = read_lines(source)
+    output = Path(output)
+    try:
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
+        os.close(handle)
+    except OSError as err:
+        raise InputError(f"cannot write the output file {output}: {err.strerror or err}") from None
+    try:
+        sentence_to_index: Dict[str, int] = {}
+        with h5py.File(tmp_name, "w") as f:
+            vectors = embedder.embed_sentences(line.split() for line in lines)
+            bar = tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress)
+            for i, (line, array) in enumerate(zip(lines, vectors)):
+                f.create_dataset(str(i), data=select_layers(array, layers))
+                sentence_to_index[line.strip()] = i
+                bar.update(1)
+            bar.close()
+            index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
+            index[0] = json.dumps(sentence_to_index, ensure_ascii=False)
+        os.replace(tmp_name, output)
+    except OSError as err:
+        raise InputError(f"cannot write the output file {output}: {err}") from None
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return len(lines)

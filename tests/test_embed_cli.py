@@ -1,0 +1,131 @@
+"""`python -m spacy_elmo embed`: the fixture protocol through the command, the file layout, and bad input."""
+import json
+import re
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import spacy_elmo.default_model
+from spacy_elmo.cli import app
+
+
+@pytest.fixture(scope="module")
+def streams(fixture_dir):
+    return json.loads((fixture_dir / "sentences.json").read_text())
+
+
+@pytest.fixture
+def model_args(fixture_dir):
+    return ["--options-file", str(fixture_dir / "options.json"), "--weight-file", str(fixture_dir / "lm_weights.hdf5")]
+
+
+def embed(*args, input=None):
+    return CliRunner().invoke(app, ["embed", *map(str, args)], input=input)
+
+
+def read(path):
+    with h5py.File(path, "r") as f:
+        index = json.loads(f["sentence_to_index"][0])
+        return {name: f[name][()] for name in f if name != "sentence_to_index"}, index
+
+
+def write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf8")
+    return path
+
+
+def test_stateful_command_reproduces_the_reference(fixture_dir, streams, model_args, tmp_path):
+    """Stream-wise order [s0[0], s1[0], s2[0], s0[1], ...] in batches of 3 is the reference protocol."""
+    lines = [streams[k][i] for i in range(10) for k in range(3)]
+    source = write_lines(tmp_path / "in.txt", lines)
+    result = embed(source, tmp_path / "out.hdf5", *model_args, "--stateful", "--batch-size", 3, "--layers", "top")
+    assert result.exit_code == 0, result.output
+    arrays, index = read(tmp_path / "out.hdf5")
+    assert sorted(arrays, key=int) == [str(j) for j in range(30)]
+    for j in range(30):
+        i, k = divmod(j, 3)
+        with h5py.File(fixture_dir / f"lm_embeddings_{k}.hdf5", "r") as f:
+            halves = f[str(i)][()]
+        expected = np.concatenate([halves[0], halves[1]], axis=-1)
+        assert arrays[str(j)].dtype == np.float32
+        np.testing.assert_allclose(arrays[str(j)], expected, atol=1e-6, rtol=0)
+    assert index == {line.strip(): j for j, line in enumerate(lines)}
+
+
+def test_layer_choices_and_blank_lines(streams, model_args, tmp_path):
+    lines = [streams[0][0], "", streams[1][3], "  ", streams[2][5]]
+    source = write_lines(tmp_path / "in.txt", lines)
+    for layers in ("all", "average", "top"):
+        assert embed(source, tmp_path / f"{layers}.hdf5", *model_args, "--layers", layers).exit_code == 0
+    all_layers, index = read(tmp_path / "all.hdf5")
+    average, _ = read(tmp_path / "average.hdf5")
+    top, _ = read(tmp_path / "top.hdf5")
+    for j, line in enumerate(lines):
+        n = len(line.split())
+        assert all_layers[str(j)].shape == (3, n, 32)
+        assert average[str(j)].shape == top[str(j)].shape == (n, 32)
+        np.testing.assert_allclose(average[str(j)], all_layers[str(j)].mean(axis=0), atol=1e-6)
+        np.testing.assert_array_equal(top[str(j)], all_layers[str(j)][2])
+    assert index[lines[4]] == 4 and index[""] == 3
+    assert embed(write_lines(tmp_path / "one.txt", [lines[2]]), tmp_path / "one.hdf5", *model_args).exit_code == 0
+    np.testing.assert_allclose(read(tmp_path / "one.hdf5")[0]["0"], all_layers["2"], atol=1e-5)
+
+
+def test_stdin_input(streams, model_args, tmp_path):
+    result = embed("-", tmp_path / "out.hdf5", *model_args, input=streams[0][0] + "\n" + streams[0][1] + "\n")
+    assert result.exit_code == 0, result.output
+    arrays, _ = read(tmp_path / "out.hdf5")
+    assert arrays["1"].shape == (3, len(streams[0][1].split()), 32)
+
+
+def test_default_model(fixture_dir, streams, tmp_path, monkeypatch):
+    source = write_lines(tmp_path / "in.txt", streams[0][:2])
+    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    result = embed(source, tmp_path / "out.hdf5")
+    assert result.exit_code == 1 and "default ELMo model is not bundled" in result.output
+    model_dir = tmp_path / "bundled"
+    model_dir.mkdir()
+    shutil.copy(fixture_dir / "options.json", model_dir / "options.json")
+    shutil.copy(fixture_dir / "lm_weights.hdf5", model_dir / "weights.hdf5")
+    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", model_dir)
+    assert embed(source, tmp_path / "out.hdf5").exit_code == 0
+    assert read(tmp_path / "out.hdf5")[0]["1"].shape == (3, len(streams[0][1].split()), 32)
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("missing", "input file not found"),
+    ("latin1", r"not UTF-8 text \(invalid byte at offset 6, line 2\)"),
+    ("empty", "the input is empty"),
+    ("unwritable", "cannot write the output file"),
+    ("layers", "layers must be one of"),
+    ("one model file", "pass both --options-file and --weight-file"),
+    ("bad weights", "not a readable HDF5 weight file"),
+])
+def test_bad_input_is_a_clear_error(setup, message, fixture_dir, model_args, tmp_path):
+    source, output, extra = tmp_path / "in.txt", tmp_path / "out.hdf5", []
+    output.write_bytes(b"earlier results")
+    source.write_text("a b\nc\n")
+    if setup == "missing":
+        source = tmp_path / "nope.txt"
+    elif setup == "latin1":
+        source.write_bytes("a b\nna\xefve\n".encode("latin-1"))
+    elif setup == "empty":
+        source.write_text("")
+    elif setup == "unwritable":
+        output = tmp_path / "no-such-dir" / "out.hdf5"
+    elif setup == "layers":
+        extra = ["--layers", "middle"]
+    elif setup == "one model file":
+        model_args = model_args[:2]
+    elif setup == "bad weights":
+        model_args = model_args[:3] + [str(fixture_dir / "sentences.json")]
+    result = embed(source, output, *model_args, *extra)
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    assert re.search(message, result.output), result.output
+    if output.parent.exists():
+        assert output.read_bytes() == b"earlier results"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", "out.hdf5"])
