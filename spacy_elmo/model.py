@@ -1,0 +1,185 @@
+"""The biLM as a Thinc model: Docs in, one float array of all layers (N + 1, n_tokens, 2P) per Doc out.
+
+The torch module lives in a PyTorchShim that is built from msgpack-able arguments, so `nlp.to_disk`
+stores the options with the weights and `spacy.load` rebuilds the biLM without the original files.
+Weights are read at `initialize` (or on first use), never at construction.
+"""
+from __future__ import annotations
+
+import os
+from io import BytesIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import srsly
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.types import Floats3d
+
+from .bilm import BiLM
+from .char_ids import CharBatch
+from .default_model import default_model_files
+from .embedder import length_batches
+from .errors import ElmoError, WeightsError
+from .options import ElmoOptions
+from .weights import load_bilm
+
+
+def _one_thread_after_fork() -> None:
+    """torch's OpenMP pool does not survive fork, and `nlp.pipe(n_process=...)` forks: a forked
+    worker that kept the parent's thread count hangs in its first parallel op."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+class TorchShim(PyTorchShim):
+    """A PyTorchShim whose module is made by `build(**kwargs)` when its size is known.
+
+    The kwargs travel in the serialized bytes, so deserializing needs no module built beforehand.
+    """
+
+    def __init__(self, build: Callable[..., torch.nn.Module], module: Optional[torch.nn.Module] = None,
+                 kwargs: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(module, config={"kwargs": kwargs})
+        self._build = build
+
+    @property
+    def module(self) -> Optional[torch.nn.Module]:
+        return self._model
+
+    def set_module(self, module: torch.nn.Module, kwargs: Dict[str, Any]) -> None:
+        self.cfg = {"kwargs": kwargs}
+        self._model = module.to(get_torch_default_device())
+
+    def to_bytes(self) -> bytes:
+        state = b""
+        if self._model is not None:
+            buffer = BytesIO()
+            torch.save(self._model.state_dict(), buffer)
+            state = buffer.getvalue()
+        return srsly.msgpack_dumps({"config": self.cfg, "state": state})
+
+    def from_bytes(self, bytes_data: bytes) -> "TorchShim":
+        msg = srsly.msgpack_loads(bytes_data)
+        kwargs = msg["config"].get("kwargs")
+        if kwargs is None:
+            return self
+        module = self._build(**kwargs)
+        device = get_torch_default_device()
+        module.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
+        self.set_module(module, kwargs)
+        return self
+
+
+def build_bilm(options: Dict[str, Any]) -> BiLM:
+    return BiLM(ElmoOptions.from_dict(options, source="serialized spacy-elmo model")).eval()
+
+
+def resolve_weight_files(options_file: Optional[str], weight_file: Optional[str]) -> Tuple[str, str]:
+    """Both files, or neither (the bundled default model)."""
+    if options_file is None and weight_file is None:
+        options, weights = default_model_files()
+        return str(options), str(weights)
+    if options_file is None or weight_file is None:
+        given, missing = ("options_file", "weight_file") if options_file else ("weight_file", "options_file")
+        raise WeightsError(f"the elmo model got {given}={options_file or weight_file!r} but no {missing}; "
+                           "pass both files, or neither for the bundled default model")
+    return options_file, weight_file
+
+
+@registry.architectures("spacy-elmo.ElmoModel.v1")
+def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
+              max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096) -> Model[List[Doc], List[Floats3d]]:
+    """All biLM layers for every token of every Doc.
+
+    One sequence per sentence when the Doc has sentence boundaries, else per window of at most
+    `max_length` tokens; whitespace tokens are left out (zeros). Sequences of all Docs are run in
+    length-sorted batches of at most `batch_size` rows and `max_batch_tokens` padded positions, so
+    memory stays bounded however long a Doc is. `frozen` runs without autograd even in training.
+    """
+    if max_length < 1 or batch_size < 1 or max_batch_tokens < 1:
+        raise ElmoError(f"max_length, batch_size and max_batch_tokens must be positive, found "
+                        f"{max_length}, {batch_size}, {max_batch_tokens}")
+    return Model(
+        "elmo",
+        forward,
+        init=init,
+        dims={"nO": None, "nL": None},
+        attrs={"options_file": options_file, "weight_file": weight_file, "frozen": frozen, "max_length": max_length,
+               "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+               "replace_listener_cfg": replace_listener_cfg},
+        shims=[TorchShim(build_bilm)],
+    )
+
+
+def init(model: Model, X: Any = None, Y: Any = None) -> None:
+    """Read the weight files unless the biLM is already there (deserialized or initialized before)."""
+    shim = model.shims[0]
+    if shim.module is None:
+        options_file, weight_file = resolve_weight_files(model.attrs["options_file"], model.attrs["weight_file"])
+        bilm = load_bilm(options_file, weight_file)
+        shim.set_module(bilm, {"options": bilm.options.to_dict()})
+    options = shim.module.options
+    model.set_dim("nO", options.output_dim)
+    model.set_dim("nL", options.n_output_layers)
+
+
+def get_bilm(model: Model) -> BiLM:
+    if model.shims[0].module is None:
+        model.initialize()
+    return model.shims[0].module
+
+
+def doc_sequences(doc: Doc, max_length: int) -> List[np.ndarray]:
+    """Token positions of each biLM input sequence, without whitespace tokens."""
+    spans = doc.sents if doc.has_annotation("SENT_START") else [doc[:]]
+    sequences = []
+    for span in spans:
+        positions = np.array([token.i for token in span if not token.is_space], dtype=np.int64)
+        sequences.extend(positions[start : start + max_length] for start in range(0, len(positions), max_length))
+    return sequences
+
+
+def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3d], Callable]:
+    bilm = get_bilm(model)
+    shim = model.shims[0]
+    train = is_train and not model.attrs["frozen"]
+    options = bilm.options
+    outputs = [model.ops.alloc3f(options.n_output_layers, len(doc), options.output_dim) for doc in docs]
+    pieces = [(d, positions) for d, doc in enumerate(docs) for positions in doc_sequences(doc, model.attrs["max_length"])]
+    texts = [[token.text for token in doc] for doc in docs]
+    groups = length_batches([len(p) + 2 for _, p in pieces], model.attrs["batch_size"], model.attrs["max_batch_tokens"])
+    callbacks = []
+    for group in groups:
+        rows = [pieces[i] for i in group]
+        batch = CharBatch.from_sentences([[texts[d][i] for i in p] for d, p in rows], options.max_characters_per_token)
+        arrays = (batch.unique, batch.index, batch.lengths)
+        inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
+        layers, torch_backprop = shim(inputs, train)
+        found = torch2xp(layers, ops=model.ops)
+        for b, (d, positions) in enumerate(rows):
+            outputs[d][:, positions] = found[:, b, 1 : len(positions) + 1]
+        if train:
+            callbacks.append((rows, layers, torch_backprop))
+
+    def backprop(d_outputs: List[Floats3d]) -> List[Doc]:
+        for rows, layers, torch_backprop in callbacks:
+            d_layers = model.ops.xp.zeros(tuple(layers.shape), dtype="float32")
+            for b, (d, positions) in enumerate(rows):
+                d_layers[:, b, 1 : len(positions) + 1] = d_outputs[d][:, positions]
+            torch_backprop(ArgsKwargs(args=(layers,), kwargs={"grad_tensors": xp2torch(d_layers, device=layers.device)}))
+        return []
+
+    return outputs, backprop
+
+
+def replace_listener_cfg(elmo_model_cfg: Dict[str, Any], listener_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Config of the stand-alone copy `nlp.replace_listeners` puts where a listener was."""
+    cfg = {key: value for key, value in listener_cfg.items() if key != "upstream"}
+    cfg["@architectures"] = "spacy-elmo.ElmoTok2Vec.v1"
+    cfg["elmo"] = elmo_model_cfg
+    return cfg

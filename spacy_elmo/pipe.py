@@ -1,0 +1,167 @@
+"""The `elmo` pipeline component: runs the biLM, stores its layers on the Doc, serves listeners.
+
+Prediction writes `doc._.elmo` (float32 numpy, all layers), the vector hooks and optionally
+`doc.tensor`. Training hands each batch's layers to the listeners of downstream components
+(spaCy's Tok2Vec pattern): every listener but the last accumulates its gradient, the last one
+backpropagates the sum once, and spaCy steps the optimizer once per batch. A frozen biLM
+(the default) runs without autograd and never gets optimizer state.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+from thinc.types import Floats3d
+
+from .hooks import MIX_EXTENSION, EXTENSION, check_vector_mode, install_extensions, mix_layers, restore_hooks
+from .listener import ElmoListener
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-elmo.ElmoModel.v1"
+options_file = null
+weight_file = null
+frozen = true
+max_length = 256
+batch_size = 64
+max_batch_tokens = 4096
+"""
+
+
+@Language.factory(
+    "elmo",
+    assigns=[f"doc._.{EXTENSION}", f"doc._.{MIX_EXTENSION}"],
+    default_config={"model": Config().from_str(DEFAULT_MODEL_CONFIG)["model"],
+                    "vectors": "average", "set_doc_tensor": False},
+)
+def make_elmo(nlp: Language, name: str, model: Model[List[Doc], List[Floats3d]], vectors: Union[str, int],
+              set_doc_tensor: bool) -> "ElmoComponent":
+    """`vectors` picks what `token.vector` is: "average" of the layers, "top", a layer index, or "concat".
+    `set_doc_tensor` also writes those vectors to `doc.tensor`; off by default because a spaCy
+    Tok2Vec owns `doc.tensor` and its listeners read it."""
+    return ElmoComponent(nlp.vocab, model, name, vectors=vectors, set_doc_tensor=set_doc_tensor)
+
+
+class ElmoComponent(TrainablePipe):
+    def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
+                 set_doc_tensor: bool = False) -> None:
+        install_extensions()
+        check_vector_mode(vectors, n_layers=10**6)
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.listener_map: Dict[str, List[ElmoListener]] = {}
+        self.cfg: Dict[str, Any] = {"vectors": vectors, "set_doc_tensor": set_doc_tensor}
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.model.attrs["frozen"])
+
+    @frozen.setter
+    def frozen(self, value: bool) -> None:
+        self.model.attrs["frozen"] = bool(value)
+
+    @property
+    def listeners(self) -> List[ElmoListener]:
+        return [m for c in self.listening_components for m in self.listener_map[c]]
+
+    @property
+    def listening_components(self) -> List[str]:
+        return list(self.listener_map.keys())
+
+    def add_listener(self, listener: ElmoListener, component_name: str) -> None:
+        self.listener_map.setdefault(component_name, [])
+        if listener not in self.listener_map[component_name]:
+            self.listener_map[component_name].append(listener)
+        if self.model.has_dim("nO"):
+            listener.size(self.model.get_dim("nL"), self.model.get_dim("nO"))
+
+    def remove_listener(self, listener: ElmoListener, component_name: str) -> bool:
+        listeners = self.listener_map.get(component_name, [])
+        if listener not in listeners:
+            return False
+        listeners.remove(listener)
+        if not listeners:
+            del self.listener_map[component_name]
+        return True
+
+    def find_listeners(self, component: Any) -> None:
+        """Register the ElmoListener layers of `component` whose upstream is "*" or this component."""
+        if isinstance(getattr(component, "model", None), Model):
+            for node in component.model.walk():
+                if isinstance(node, ElmoListener) and node.upstream_name in ("*", self.name):
+                    self.add_listener(node, component.name)
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
+        return self.model.predict(list(docs))
+
+    def set_annotations(self, docs: Sequence[Doc], outputs: List[Floats3d]) -> None:
+        mode = self.cfg["vectors"]
+        for doc, layers in zip(docs, outputs):
+            layers = self.model.ops.to_numpy(layers).astype("float32", copy=False)
+            check_vector_mode(mode, layers.shape[0])
+            doc._.set(EXTENSION, layers)
+            doc._.set(MIX_EXTENSION, mode)
+            if self.cfg["set_doc_tensor"]:
+                doc.tensor = mix_layers(layers, mode)
+            restore_hooks(doc)
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Optimizer] = None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        validate_examples(examples, "ElmoComponent.update")
+        docs = [eg.predicted for eg in examples]
+        losses.setdefault(self.name, 0.0)
+        outputs, bp_outputs = self.model.begin_update(docs)
+        d_outputs = [self.model.ops.alloc3f(*x.shape) for x in outputs]
+
+        def accumulate_gradient(one_d_outputs: List[Floats3d]) -> List[Doc]:
+            for total, d in zip(d_outputs, one_d_outputs):
+                total += d
+                losses[self.name] += float((d**2).sum())
+            return []
+
+        def backprop(one_d_outputs: List[Floats3d]) -> List[Doc]:
+            accumulate_gradient(one_d_outputs)
+            bp_outputs(d_outputs)
+            if sgd is not None:
+                self.finish_update(sgd)
+            return []
+
+        batch_id = ElmoListener.get_batch_id(docs)
+        for listener in self.listeners[:-1]:
+            listener.receive(batch_id, outputs, accumulate_gradient)
+        if self.listeners:
+            self.listeners[-1].receive(batch_id, outputs, backprop)
+        return losses
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        if not self.frozen:
+            self.model.finish_update(sgd)
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> None:
+        pass
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        """Read the weight files (unless already loaded) and tell every listener the biLM's size."""
+        validate_get_examples(get_examples, "ElmoComponent.initialize")
+        self.model.initialize()
+        check_vector_mode(self.cfg["vectors"], self.model.get_dim("nL"))
+        for listener in self.listeners:
+            listener.size(self.model.get_dim("nL"), self.model.get_dim("nO"))
+        if self.cfg["set_doc_tensor"] and nlp is not None:
+            readers = [name for name, proc in nlp.pipeline
+                       if proc is not self and getattr(proc, "listening_components", None) and not isinstance(proc, ElmoComponent)]
+            if readers:
+                warnings.warn(f"'{self.name}' has set_doc_tensor = true but {readers} also feed listeners through "
+                              "doc.tensor; the component that runs last overwrites it. Prefer set_doc_tensor = false.")
+
+    def add_label(self, label: str) -> int:
+        raise NotImplementedError
