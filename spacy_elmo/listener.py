@@ -26,7 +26,7 @@ class ElmoListener(Model):
     name = "elmo-listener"
 
     def __init__(self, upstream_name: str) -> None:
-        super().__init__(self.name, listener_forward, dims={"nL": None, "nI": None})
+        super().__init__(self.name, listener_forward, dims={"nL": None, "nO": None})
         install_extensions()
         self.upstream_name = upstream_name
         self._batch_id: Optional[int] = None
@@ -49,7 +49,7 @@ class ElmoListener(Model):
                             f"'{self.upstream_name}' ran on ({self._batch_id})")
 
     def size(self, n_layers: int, width: int) -> None:
-        for dim, value in (("nL", n_layers), ("nI", width)):
+        for dim, value in (("nL", n_layers), ("nO", width)):
             if self.has_dim(dim) and self.get_dim(dim) != value:
                 raise ElmoError(f"an ELMo listener was built for {dim}={self.get_dim(dim)} but its upstream "
                                 f"'{self.upstream_name}' gives {value}: the biLM changed after the listener was trained")
@@ -76,10 +76,10 @@ def _doc_layers(model: ElmoListener, doc: Doc, is_train: bool) -> Floats3d:
         raise ElmoError(f"an ELMo listener got no layers from '{model.upstream_name}' and the Doc has no doc._.elmo: "
                         f"if '{model.upstream_name}' is in [training] frozen_components, also list it in "
                         "annotating_components")
-    if not (model.has_dim("nL") and model.has_dim("nI")):
+    if not (model.has_dim("nL") and model.has_dim("nO")):
         raise ElmoError(f"an ELMo listener does not know the size of '{model.upstream_name}' yet: initialize the "
                         f"'{model.upstream_name}' component (it must come before its listeners in the pipeline)")
-    return model.ops.alloc3f(model.get_dim("nL"), len(doc), model.get_dim("nI"))
+    return model.ops.alloc3f(model.get_dim("nL"), len(doc), model.get_dim("nO"))
 
 
 def build_scalar_mix(n_layers: int, do_layer_norm: bool) -> ScalarMix:
@@ -164,7 +164,7 @@ def ElmoListenerTok2Vec(width: int, mix: Model[List[Floats3d], List[Floats2d]], 
     must be the biLM's output width (2 x projection_dim)."""
     listener = ElmoListener(upstream)
     if not project:
-        listener.set_dim("nI", width)
+        listener.set_dim("nO", width)
     return build_elmo_tok2vec(listener, width, dropout, mix, project)
 
 
