@@ -1,0 +1,111 @@
+"""`spacy train`, `spacy evaluate` and `spacy package` with the shipped configs, on a sliver of UD EWT and WNUT-17."""
+import re
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.cli.evaluate import evaluate
+from spacy.cli.package import package
+from spacy.cli.train import train
+from spacy.tokens import DocBin
+from spacy.training.converters import conll_ner_to_docs, conllu_to_docs
+
+from spacy_elmo import load_bilm
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """On a shared 2-core machine torch's OpenMP threads spin against other processes (100x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def sentences(text: str):
+    """Blank-line separated blocks; lines holding only whitespace count as blank (WNUT-17 has lone TABs)."""
+    text = re.sub(r"(?m)^[ \t]+$", "", text)
+    return [block for block in text.split("\n\n") if block.strip()]
+
+
+def write_docbin(docs, path: Path) -> Path:
+    DocBin(docs=docs).to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpora(data_dir, tmp_path_factory):
+    """50 EWT training sentences and 20 dev ones; 60 and 20 WNUT-17 sentences, converted as `spacy convert` does."""
+    out = tmp_path_factory.mktemp("corpora")
+    ewt = sentences((data_dir / "ud-english-ewt" / "en_ewt-ud-train.conllu").read_text(encoding="utf8"))
+    wnut = sentences((data_dir / "wnut17" / "wnut17train.conll").read_text(encoding="utf8"))
+    paths = {}
+    for name, blocks, convert in (("ewt", ewt, conllu_to_docs), ("wnut", wnut, conll_ner_to_docs)):
+        train_end = 50 if name == "ewt" else 60
+        for split, part in (("train", blocks[:train_end]), ("dev", blocks[train_end : train_end + 20])):
+            docs = list(convert("\n\n".join(part) + "\n\n", n_sents=10, no_print=True))
+            paths[name, split] = write_docbin(docs, out / f"{name}-{split}.spacy")
+    return paths
+
+
+def run_training(config, corpora, corpus, fixture_dir, output, frozen):
+    overrides = {"paths.train": str(corpora[corpus, "train"]), "paths.dev": str(corpora[corpus, "dev"]),
+                 "paths.elmo_options": str(fixture_dir / "options.json"),
+                 "paths.elmo_weights": str(fixture_dir / "lm_weights.hdf5"),
+                 "components.elmo.model.frozen": frozen, "training.max_steps": 4, "training.eval_frequency": 4,
+                 "training.batcher.size.start": 200}
+    train(CONFIGS / config, output, overrides=overrides)
+    return output / "model-last"
+
+
+def bilm_changed(nlp, fixture_dir):
+    reference = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5").state_dict()
+    trained = nlp.get_pipe("elmo").model.shims[0].module.state_dict()
+    return [name for name, value in trained.items() if not torch.equal(value.cpu(), reference[name])]
+
+
+def mixes(nlp):
+    found = {}
+    for name, proc in nlp.pipeline:
+        for node in getattr(proc, "model", None).walk() if name != "elmo" else ():
+            if node.name == "elmo-scalar-mix":
+                found[name] = node.shims[0].module.weights.detach().clone()
+    return found
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
+def test_train_tagger_morphologizer_parser(corpora, fixture_dir, tmp_path, frozen):
+    model = run_training("elmo_tagger_parser.cfg", corpora, "ewt", fixture_dir, tmp_path / "out", frozen)
+    nlp = spacy.load(model)
+    assert nlp.pipe_names == ["elmo", "tagger", "morphologizer", "parser"]
+    assert bool(bilm_changed(nlp, fixture_dir)) is not frozen
+    trained_mixes = mixes(nlp)
+    assert set(trained_mixes) == {"tagger", "morphologizer", "parser"}
+    assert all(not torch.allclose(w, torch.zeros(3)) for w in trained_mixes.values())
+    doc = nlp("The bank approved the loan on Monday .")
+    assert all(t.tag_ and t.pos_ and t.dep_ for t in doc) and doc._.elmo.shape == (3, len(doc), 32)
+    scores = evaluate(str(model), corpora["ewt", "dev"])
+    assert {"tag_acc", "pos_acc", "morph_acc", "dep_uas", "dep_las"} <= set(scores)
+    assert 0 <= scores["tag_acc"] <= 1
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
+def test_train_ner(corpora, fixture_dir, tmp_path, frozen):
+    model = run_training("elmo_ner.cfg", corpora, "wnut", fixture_dir, tmp_path / "out", frozen)
+    nlp = spacy.load(model)
+    assert nlp.pipe_names == ["elmo", "ner"]
+    assert bool(bilm_changed(nlp, fixture_dir)) is not frozen
+    assert not torch.allclose(mixes(nlp)["ner"], torch.zeros(3))
+    assert set(nlp.get_pipe("ner").labels) >= {"person", "location"}
+    scores = evaluate(str(model), corpora["wnut", "dev"])
+    assert {"ents_p", "ents_r", "ents_f"} <= set(scores)
+    if not frozen:
+        return
+    package(model, tmp_path, name="elmo_ner_test", version="0.0.1", create_sdist=True, create_wheel=False,
+            force=True, silent=True)
+    meta = spacy.util.load_meta(tmp_path / "en_elmo_ner_test-0.0.1" / "en_elmo_ner_test" / "meta.json")
+    assert any(req.startswith("spacy-elmo") for req in meta["requirements"]), meta["requirements"]
+    assert list((tmp_path / "en_elmo_ner_test-0.0.1" / "dist").glob("*.tar.gz"))
