@@ -137,3 +137,42 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
     assert proc.wait(timeout=60) == 0
     ckpt = load_checkpoint(root / "run")
     assert ckpt["step"] == json.loads(log.read_text().splitlines()[-1])["step"] >= 3
+
+
+def test_cli_prepare_vocab_pretrain_evaluate_export(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    raw = tmp_path / "book.txt"
+    text = " ".join(f"{s.capitalize()} {v} {o}." for s in SUBJECTS for v in VERBS for o in OBJECTS)
+    raw.write_text("Header\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + text + "\n*** END OF X ***\nLicense",
+                   encoding="utf8")
+    runner = CliRunner()
+
+    def ok(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "150 sentences" in ok("prepare", raw, "-o", tmp_path / "shards", "--gutenberg", "--n-shards", "2")
+    ok("vocab", tmp_path / "shards", "-o", tmp_path / "vocab.txt", "--max-size", "30")
+    assert Vocab.from_file(tmp_path / "vocab.txt").tokens[3] == "."
+    ok("pretrain", tmp_path / "shards", "--vocab", tmp_path / "vocab.txt", "-o", tmp_path / "run", "--lstm-dim", "16",
+       "--projection-dim", "8", "--filters", "1:4,2:4", "--char-dim", "4", "--batch-size", "4", "--unroll-steps", "5",
+       "--n-negative-samples", "8", "--max-steps", "3", "--log-every", "1")
+    ok("pretrain", "-o", tmp_path / "run", "--resume", "--max-steps", "4")
+    assert load_checkpoint(tmp_path / "run")["step"] == 4
+    assert json.loads(ok("evaluate", tmp_path / "run", tmp_path / "shards", "--batch-size", "2"))["ppl"] > 1
+    ok("export", tmp_path / "run", tmp_path / "export")
+    assert load_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5").options.lstm_dim == 16
+
+
+def test_spacy_cli_entry_point_adds_the_elmo_commands():
+    import typer
+    from spacy.cli._util import app as spacy_app
+
+    import spacy_elmo.spacy_cli  # noqa: F401  (what spaCy's setup_cli loads through the entry point)
+
+    group = typer.main.get_command(spacy_app)
+    assert {"pretrain", "vocab", "evaluate", "export"} <= set(group.commands["elmo"].commands)
