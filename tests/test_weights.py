@@ -65,33 +65,34 @@ def test_optional_parts_round_trip(options, tmp_path):
                                                                     4 * options.lstm_dim)
 
 
-def test_missing_weight_file(fixture_dir, tmp_path):
-    with pytest.raises(WeightsError, match="weight file not found: .*nope.hdf5"):
-        load_bilm(fixture_dir / "options.json", tmp_path / "nope.hdf5")
-    with pytest.raises(OptionsError, match="options file not found"):
-        load_bilm(tmp_path / "nope.json", fixture_dir / "lm_weights.hdf5")
-
-
-def test_truncated_weight_file(fixture_dir, tmp_path):
+def truncated(fixture_dir, tmp_path):
     data = (fixture_dir / "lm_weights.hdf5").read_bytes()
     (tmp_path / "half.hdf5").write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError, match="half.hdf5"):
-        load_bilm(fixture_dir / "options.json", tmp_path / "half.hdf5")
+    return tmp_path / "half.hdf5"
 
 
-def test_non_hdf5_weight_file(fixture_dir, tmp_path):
-    with pytest.raises(WeightsError, match="not a readable HDF5 weight file"):
-        load_bilm(fixture_dir / "options.json", fixture_dir / "options.json")
-    with pytest.raises(WeightsError, match="token embeddings"):
-        load_bilm(fixture_dir / "options.json", fixture_dir / "elmo_token_embeddings.hdf5")
-
-
-def test_non_finite_weights(fixture_dir, tmp_path):
+def with_nan(fixture_dir, tmp_path):
     shutil.copy(fixture_dir / "lm_weights.hdf5", tmp_path / "nan.hdf5")
     with h5py.File(tmp_path / "nan.hdf5", "r+") as f:
         f["CNN_high_0/b_carry"][0] = np.nan
-    with pytest.raises(WeightsError, match="CNN_high_0/b_carry.*NaN"):
-        load_bilm(fixture_dir / "options.json", tmp_path / "nan.hdf5")
+    return tmp_path / "nan.hdf5"
+
+
+@pytest.mark.parametrize("make_file,message", [
+    (lambda fixtures, tmp: tmp / "nope.hdf5", "weight file not found: .*nope.hdf5"),
+    (truncated, "half.hdf5: not a readable HDF5 weight file"),
+    (lambda fixtures, tmp: fixtures / "options.json", "options.json: not a readable HDF5 weight file"),
+    (lambda fixtures, tmp: fixtures / "elmo_token_embeddings.hdf5", "holds token embeddings"),
+    (with_nan, "dataset 'CNN_high_0/b_carry' contains NaN"),
+], ids=["missing", "truncated", "not HDF5", "token embeddings", "NaN"])
+def test_bad_weight_file(fixture_dir, tmp_path, make_file, message):
+    with pytest.raises(WeightsError, match=message):
+        load_bilm(fixture_dir / "options.json", make_file(fixture_dir, tmp_path))
+
+
+def test_missing_options_file(fixture_dir, tmp_path):
+    with pytest.raises(OptionsError, match="options file not found"):
+        load_bilm(tmp_path / "nope.json", fixture_dir / "lm_weights.hdf5")
 
 
 @pytest.mark.parametrize("section,key,value,error,message", [

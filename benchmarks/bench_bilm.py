@@ -1,0 +1,284 @@
+"""Throughput and peak memory of the biLM against a per-time-step baseline (see README.md here).
+
+    python benchmarks/bench_bilm.py [--sentences 2000] [--original-sentences 500] [--out results.json]
+
+Each (model size, implementation, batch size) runs in a fresh subprocess so its peak RSS is its own.
+The baseline shares our module's weights and does the same math the straightforward way, as the
+AllenNLP reference does: dense char ids with the char CNN on every padded position, and per LSTM
+direction a time loop that computes the input product inside the loop (rows sorted by length, the
+active batch shrinking as rows end). Its batches come in file order, as `allennlp elmo` made them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spacy_elmo.bilm import BiLM  # noqa: E402
+from spacy_elmo.char_cnn import PADDING_ID  # noqa: E402
+from spacy_elmo.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
+from spacy_elmo.embedder import Embedder, length_batches  # noqa: E402
+from spacy_elmo.lstm import BiLstmLayer  # noqa: E402
+from spacy_elmo.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+THREADS = 2
+SIZES = {
+    "small": dict(lstm_dim=1024, projection_dim=128, n_highway=1),
+    "medium": dict(lstm_dim=2048, projection_dim=256, n_highway=1),
+    "original": dict(lstm_dim=4096, projection_dim=512, n_highway=2),
+}
+
+
+def read_conllu(path: Path, limit: int) -> List[List[str]]:
+    """Word forms of the first `limit` sentences (multi-word ranges and empty nodes skipped)."""
+    sentences: List[List[str]] = []
+    tokens: List[str] = []
+    for line in path.read_text(encoding="utf8").splitlines():
+        if not line.strip():
+            if tokens:
+                sentences.append(tokens)
+                tokens = []
+                if len(sentences) == limit:
+                    break
+        elif not line.startswith("#"):
+            cols = line.split("\t")
+            if cols[0].isdigit():
+                tokens.append(cols[1])
+    return sentences
+
+
+def random_bilm(size: str) -> BiLM:
+    torch.manual_seed(0)
+    options = ElmoOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, **SIZES[size])
+    return BiLM(options).eval()
+
+
+def _baseline_direction(layer: BiLstmLayer, d: int, x: torch.Tensor, lengths: torch.Tensor,
+                        forward: bool) -> torch.Tensor:
+    """One direction, rows sorted by decreasing length; the input product is taken inside the loop."""
+    batch, steps, _ = x.shape
+    cell = x.new_zeros(batch, layer.cell_dim)
+    hidden = x.new_zeros(batch, layer.hidden_dim)
+    out = x.new_zeros(batch, steps, layer.hidden_dim)
+    for step in range(steps):
+        t = step if forward else steps - 1 - step
+        n = int((lengths > t).sum())
+        gates = x[:n, t] @ layer.w_input[d] + hidden[:n] @ layer.w_hidden[d] + layer.bias[d]
+        i, j, f, o = gates.chunk(4, dim=-1)
+        new_cell = torch.sigmoid(f + 1.0) * cell[:n] + torch.sigmoid(i) * torch.tanh(j)
+        if layer.cell_clip is not None:
+            new_cell = new_cell.clamp(-layer.cell_clip, layer.cell_clip)
+        new_hidden = torch.sigmoid(o) * torch.tanh(new_cell)
+        if layer.w_proj is not None:
+            new_hidden = new_hidden @ layer.w_proj[d]
+        if layer.proj_clip is not None:
+            new_hidden = new_hidden.clamp(-layer.proj_clip, layer.proj_clip)
+        cell, hidden = cell.clone(), hidden.clone()
+        cell[:n], hidden[:n], out[:n, t] = new_cell, new_hidden, new_hidden
+    return out
+
+
+def baseline_layers(bilm: BiLM, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+    """(N + 1, B, T + 2, 2P) like BiLM.forward, computed the straightforward way."""
+    ids = torch.from_numpy(batch_to_ids([[BOS, *s, EOS] for s in sentences], bilm.options.max_characters_per_token))
+    batch, steps, width = ids.shape
+    tokens = bilm.char_cnn(ids.view(batch * steps, width)).view(batch, steps, -1)
+    lengths = (ids[:, :, 0] > 0).sum(dim=1)
+    mask = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+    order = torch.argsort(lengths, descending=True)
+    x, lengths = tokens[order] * mask[order], lengths[order]
+    layers = [torch.cat([x, x], dim=-1)]
+    streams = [x, x]
+    for depth, layer in enumerate(bilm.lstm.layers):
+        outs = [_baseline_direction(layer, d, streams[d], lengths, forward=d == 0) for d in range(2)]
+        if bilm.lstm.use_skip_connections and depth > 0:
+            outs = [out + inp for out, inp in zip(outs, streams)]
+        layers.append(torch.cat(outs, dim=-1))
+        streams = outs
+    result = torch.stack(layers)
+    return result[:, torch.argsort(order)]
+
+
+def _ours_flops(options: ElmoOptions, sentences: Sequence[Sequence[str]], batches: List[List[int]]) -> float:
+    """FLOPs (2 per multiply-add) of the matrix products and convolutions our implementation executes:
+    the char CNN on each batch's distinct tokens over the trimmed character width, the LSTM input
+    product on every padded position, the recurrent and cell-projection products on active rows."""
+    dim, proj, cell = options.char_embedding_dim, options.projection_dim, options.lstm_dim
+    widest = max(w for w, _ in options.filters)
+    dense_cnn = options.n_highway * 2 * (2 * options.n_filters ** 2)
+    if options.n_filters != proj:
+        dense_cnn += 2 * options.n_filters * proj
+    hidden = min(proj, cell)
+    per_position_input = options.n_layers * 2 * (2 * proj * 4 * cell)
+    per_step_active = options.n_layers * 2 * (2 * hidden * 4 * cell + (2 * cell * proj if proj < cell else 0))
+    total = 0.0
+    for group in batches:
+        char_batch = CharBatch.from_sentences([sentences[i] for i in group], options.max_characters_per_token)
+        longest = int((char_batch.unique != PADDING_ID).sum(axis=1).max())
+        width = min(options.max_characters_per_token, longest + widest - 1)
+        conv = sum(2 * dim * w * n * (width - w + 1) for w, n in options.filters)
+        total += char_batch.unique.shape[0] * (conv + dense_cnn)
+        total += char_batch.index.size * per_position_input + int(char_batch.lengths.sum()) * per_step_active
+    return total
+
+
+def _our_batches(sentences: Sequence[Sequence[str]], embedder: Embedder) -> List[List[int]]:
+    """The batches Embedder.embed_sentences forms (length buckets inside chunks of 16 batches)."""
+    chunk = embedder.batch_size * 16
+    batches: List[List[int]] = []
+    for start in range(0, len(sentences), chunk):
+        lengths = [len(s) + 2 for s in sentences[start : start + chunk]]
+        for group in length_batches(lengths, embedder.batch_size, embedder.max_batch_tokens):
+            batches.append([start + i for i in group])
+    return batches
+
+
+def worker(size: str, impl: str, batch_size: int, n_sentences: int) -> Dict[str, float]:
+    torch.set_num_threads(THREADS)
+    sentences = read_conllu(DATA, n_sentences)
+    bilm = random_bilm(size)
+    embedder = Embedder(bilm, batch_size=batch_size)
+    n_tokens = sum(len(s) for s in sentences)
+    with torch.inference_mode():
+        if impl == "ours":
+            list(embedder.embed_sentences(sentences[:batch_size]))
+            busy, own = _busy_seconds(), _own_seconds()
+            start = time.perf_counter()
+            for _ in embedder.embed_sentences(sentences):
+                pass
+            seconds = time.perf_counter() - start
+        else:
+            if impl == "baseline":
+                batches = [list(range(i, min(i + batch_size, len(sentences))))
+                           for i in range(0, len(sentences), batch_size)]
+            else:
+                batches = _our_batches(sentences, embedder)
+            baseline_layers(bilm, sentences[:batch_size])
+            busy, own = _busy_seconds(), _own_seconds()
+            start = time.perf_counter()
+            for group in batches:
+                baseline_layers(bilm, [sentences[i] for i in group]).numpy()
+            seconds = time.perf_counter() - start
+    others = (_busy_seconds() - busy) - (_own_seconds() - own)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = dict(size=size, impl=impl, batch_size=batch_size, sentences=len(sentences), tokens=n_tokens,
+                  seconds=seconds, tokens_per_s=n_tokens / seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
+                  other_cpu_share=max(others, 0.0) / (seconds * os.cpu_count()),
+                  peak_rss_mb=usage.ru_maxrss / 1024)
+    if impl == "ours":
+        flops = _ours_flops(bilm.options, sentences, _our_batches(sentences, embedder))
+        result["gflop_per_s"] = flops / seconds / 1e9
+    return result
+
+
+def check_equal(size: str, n: int = 6) -> float:
+    """Max abs difference of baseline and ours on a few sentences of different lengths."""
+    torch.set_num_threads(THREADS)
+    bilm = random_bilm(size)
+    sentences = read_conllu(DATA, n)
+    with torch.inference_mode():
+        ours = bilm.embed(CharBatch.from_sentences(sentences))
+        base = baseline_layers(bilm, sentences)
+    diff = float((ours - base).abs().max())
+    assert diff < 1e-5, f"{size}: baseline and ours differ by {diff}"
+    return diff
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    torch.set_num_threads(THREADS)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _load() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def _busy_seconds() -> float:
+    """CPU seconds all processes on the machine have used (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sentences", type=int, default=2000)
+    parser.add_argument("--original-sentences", type=int, default=500)
+    parser.add_argument("--sizes", default="small,medium,original")
+    parser.add_argument("--batch-sizes", default="32,64")
+    parser.add_argument("--bucketed-baseline-batch", type=int, default=32,
+                        help="Also time the baseline on our length-sorted batches at this batch size")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--worker", nargs=4, metavar=("SIZE", "IMPL", "BATCH", "N"))
+    args = parser.parse_args()
+    if args.worker:
+        size, impl, batch, n = args.worker
+        print(json.dumps(worker(size, impl, int(batch), int(n))))
+        return
+    rate = matmul_gflops()
+    print(f"torch.mm 2048x2048 float32, {THREADS} threads: {rate:.1f} GFLOP/s; load average {_load()}", flush=True)
+    bucketed_batch = args.bucketed_baseline_batch
+    rows = []
+    for size in args.sizes.split(","):
+        print(f"{size}: baseline vs ours max abs diff {check_equal(size):.2e}", flush=True)
+        n = args.original_sentences if size == "original" else args.sentences
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            pair = {}
+            impls = ["baseline", "ours"] + (["baseline-bucketed"] if batch == bucketed_batch else [])
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--worker", size, impl, str(batch), str(n)]
+                pair[impl] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            ours, base = pair["ours"], pair["baseline"]
+            row = dict(size=size, batch_size=batch, sentences=ours["sentences"], tokens=ours["tokens"],
+                       ours_tokens_per_s=ours["tokens_per_s"], baseline_tokens_per_s=base["tokens_per_s"],
+                       speedup=ours["tokens_per_s"] / base["tokens_per_s"],
+                       ours_peak_rss_mb=ours["peak_rss_mb"], baseline_peak_rss_mb=base["peak_rss_mb"],
+                       ours_gflop_per_s=ours["gflop_per_s"], matmul_fraction=ours["gflop_per_s"] / rate,
+                       other_cpu_share=max(p["other_cpu_share"] for p in pair.values()))
+            if "baseline-bucketed" in pair:
+                row["bucketed_baseline_tokens_per_s"] = pair["baseline-bucketed"]["tokens_per_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    rate_after = matmul_gflops()
+    print(f"torch.mm rate after the runs: {rate_after:.1f} GFLOP/s; load average {_load()}")
+    print("| size | batch | sentences | tokens | ours tok/s | baseline tok/s | speedup | baseline on our batches "
+          "tok/s | ours peak RSS MB | baseline peak RSS MB | ours GFLOP/s | of matmul rate | other CPU load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        bucketed = r.get("bucketed_baseline_tokens_per_s")
+        print(f"| {r['size']} | {r['batch_size']} | {r['sentences']} | {r['tokens']} | {r['ours_tokens_per_s']:.0f} "
+              f"| {r['baseline_tokens_per_s']:.0f} | {r['speedup']:.2f}x | {f'{bucketed:.0f}' if bucketed else '-'} "
+              f"| {r['ours_peak_rss_mb']:.0f} | {r['baseline_peak_rss_mb']:.0f} | {r['ours_gflop_per_s']:.1f} "
+              f"| {100 * r['matmul_fraction']:.0f}% | {100 * r['other_cpu_share']:.0f}% |")
+    if args.out:
+        args.out.write_text(json.dumps(dict(matmul_gflop_per_s=rate, matmul_gflop_per_s_after=rate_after,
+                                            rows=rows), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
