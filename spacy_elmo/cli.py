@@ -145,7 +145,8 @@ def export_command(
 
 @app.command("embed")
 def embed_command(
-    input_file: str = typer.Argument(..., help="Text with one whitespace-tokenised sentence per line ('-': stdin)"),
+    input_file: str = typer.Argument(..., help="UTF-8 text, one whitespace-tokenised sentence per line ('-': stdin); "
+                                                 "a blank line is an empty sentence (0-token dataset)"),
     output_file: str = typer.Argument(..., help="HDF5 file to write: dataset 'i' holds line i (0-based)"),
     options_file: str = typer.Option(None, help="options.json of the biLM (default: the bundled model)"),
     weight_file: str = typer.Option(None, help="HDF5 weights of the biLM (default: the bundled model)"),
