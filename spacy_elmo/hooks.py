@@ -107,6 +107,10 @@ def similarity(obj: Union[Doc, Span, Token], other: Union[Doc, Span, Token]) -> 
 def restore_hooks(doc: Doc) -> Doc:
     """(Re)attach the vector hooks of a Doc that carries `doc._.elmo`, e.g. after DocBin or n_process > 1."""
     _layers(doc)
+    return attach_hooks(doc)
+
+
+def attach_hooks(doc: Doc) -> Doc:
     doc.user_token_hooks.update(vector=token_vector, has_vector=token_has_vector, similarity=similarity)
     doc.user_span_hooks.update(vector=span_vector, has_vector=span_has_vector, similarity=similarity)
     doc.user_hooks.update(vector=doc_vector, has_vector=doc_has_vector, vector_norm=doc_vector_norm,

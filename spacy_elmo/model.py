@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import srsly
 import torch
+from spacy.attrs import IS_SPACE, ORTH, SENT_START
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
@@ -54,6 +55,12 @@ class TorchShim(PyTorchShim):
     def set_module(self, module: torch.nn.Module, kwargs: Dict[str, Any]) -> None:
         self.cfg = {"kwargs": kwargs}
         self._model = module.to(get_torch_default_device())
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        """PyTorchShim.predict without its eval()/train() switch on every call, a walk over all
+        submodules that costs more than a small batch; these modules have no dropout at inference."""
+        with torch.inference_mode():
+            return self._model(*inputs.args, **inputs.kwargs)
 
     def to_bytes(self) -> bytes:
         state = b""
@@ -136,11 +143,14 @@ def get_bilm(model: Model) -> BiLM:
 
 def doc_sequences(doc: Doc, max_length: int) -> List[np.ndarray]:
     """Token positions of each biLM input sequence, without whitespace tokens."""
-    spans = doc.sents if doc.has_annotation("SENT_START") else [doc[:]]
+    columns = doc.to_array([IS_SPACE, SENT_START]).astype(np.int64)
+    starts = [0, len(doc)]
+    if columns[1:, 1].any():
+        starts = sorted({0, len(doc), *np.flatnonzero(columns[:, 1] == 1).tolist()})
     sequences = []
-    for span in spans:
-        positions = np.array([token.i for token in span if not token.is_space], dtype=np.int64)
-        sequences.extend(positions[start : start + max_length] for start in range(0, len(positions), max_length))
+    for begin, end in zip(starts, starts[1:]):
+        positions = begin + np.flatnonzero(columns[begin:end, 0] == 0)
+        sequences.extend(positions[i : i + max_length] for i in range(0, len(positions), max_length))
     return sequences
 
 
@@ -151,12 +161,14 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
     options = bilm.options
     outputs = [model.ops.alloc3f(options.n_output_layers, len(doc), options.output_dim) for doc in docs]
     pieces = [(d, positions) for d, doc in enumerate(docs) for positions in doc_sequences(doc, model.attrs["max_length"])]
-    texts = [[token.text for token in doc] for doc in docs]
+    strings = [doc.vocab.strings for doc in docs]
+    orths = [doc.to_array(ORTH).tolist() for doc in docs]
     groups = length_batches([len(p) + 2 for _, p in pieces], model.attrs["batch_size"], model.attrs["max_batch_tokens"])
     callbacks = []
     for group in groups:
         rows = [pieces[i] for i in group]
-        batch = CharBatch.from_sentences([[texts[d][i] for i in p] for d, p in rows], options.max_characters_per_token)
+        words = [[strings[d][orths[d][i]] for i in p.tolist()] for d, p in rows]
+        batch = CharBatch.from_sentences(words, options.max_characters_per_token)
         arrays = (batch.unique, batch.index, batch.lengths)
         inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
         layers, torch_backprop = shim(inputs, train)

@@ -19,7 +19,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats3d
 
-from .hooks import MIX_EXTENSION, EXTENSION, check_vector_mode, install_extensions, mix_layers, restore_hooks
+from .hooks import EXTENSION, MIX_EXTENSION, attach_hooks, check_vector_mode, install_extensions, mix_layers
 from .listener import ElmoListener
 
 DEFAULT_MODEL_CONFIG = """
@@ -103,14 +103,15 @@ class ElmoComponent(TrainablePipe):
 
     def set_annotations(self, docs: Sequence[Doc], outputs: List[Floats3d]) -> None:
         mode = self.cfg["vectors"]
+        if outputs:
+            check_vector_mode(mode, outputs[0].shape[0])
         for doc, layers in zip(docs, outputs):
-            layers = self.model.ops.to_numpy(layers).astype("float32", copy=False)
-            check_vector_mode(mode, layers.shape[0])
+            layers = self.model.ops.to_numpy(layers)
             doc._.set(EXTENSION, layers)
             doc._.set(MIX_EXTENSION, mode)
             if self.cfg["set_doc_tensor"]:
                 doc.tensor = mix_layers(layers, mode)
-            restore_hooks(doc)
+            attach_hooks(doc)
 
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Optimizer] = None,
                losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
