@@ -50,8 +50,14 @@ class BiLM(nn.Module):
 
     def forward(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
                 stateful: bool = False) -> torch.Tensor:
+        return self.contextualize(self.char_cnn(char_ids), index, lengths, stateful)
+
+    def contextualize(self, token_vectors: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
+                      stateful: bool = False) -> torch.Tensor:
+        """forward() from char-CNN vectors (U, P) of the distinct tokens that `index` points into,
+        for callers that keep token vectors from earlier batches."""
         steps = index.shape[1]
-        tokens = self.char_cnn(char_ids)[index]
+        tokens = token_vectors[index]
         mask = torch.arange(steps, device=index.device).unsqueeze(0) < lengths.unsqueeze(1)
         reverse = reverse_index(lengths, steps).unsqueeze(-1).expand_as(tokens)
         inputs = torch.stack([tokens, tokens.gather(1, reverse)])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -57,12 +57,14 @@ class CharBatch:
 
     The char CNN runs once per row of `unique` (padding never reaches it); `index[b, t]` is the
     row of the token at position t of sentence b, and `lengths[b]` counts <S> and </S>.
-    Positions at or after lengths[b] are padding and point at row 0.
+    Positions at or after lengths[b] are padding and point at row 0. `tokens` are the strings of the
+    rows of `unique`, so a caller can reuse token vectors across batches.
     """
 
     unique: np.ndarray
     index: np.ndarray
     lengths: np.ndarray
+    tokens: Tuple[str, ...] = ()
 
     @property
     def n_rows(self) -> int:
@@ -86,7 +88,7 @@ class CharBatch:
         unique = np.empty((len(rows), max_chars), dtype=np.int64)
         for token, row in rows.items():
             unique[row] = np.frombuffer(_encode(token, max_chars), dtype=np.int64)
-        return cls(unique=unique, index=index, lengths=lengths)
+        return cls(unique=unique, index=index, lengths=lengths, tokens=tuple(rows))
 
 
 def batch_to_ids(sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> np.ndarray:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -44,14 +44,20 @@ class Embedder:
     state, so a sentence's vectors never depend on its neighbours. Stateful: batches are taken
     in the given order and row b carries its LSTM state to row b of the next batch, which is how
     the AllenNLP and bilm-tf reference outputs were made.
+
+    The char-CNN vector of a token does not depend on its context, so up to `cache_size` of them
+    are kept across batches and frequent words skip the CNN. The cache assumes fixed weights:
+    call clear_cache() after changing them (0 turns the cache off).
     """
 
     def __init__(self, bilm: BiLM, batch_size: int = 64, max_batch_tokens: Optional[int] = 4096,
-                 stateful: bool = False) -> None:
+                 stateful: bool = False, cache_size: int = 20_000) -> None:
         self.bilm = bilm.eval()
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.stateful = stateful
+        self.cache_size = cache_size
+        self._cache: Dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_files(cls, options_file: Union[str, Path], weight_file: Union[str, Path], **kwargs) -> "Embedder":
@@ -64,6 +70,26 @@ class Embedder:
     def reset_state(self) -> None:
         self.bilm.reset_state()
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _token_vectors(self, batch: CharBatch) -> torch.Tensor:
+        """Char-CNN vectors of the batch's distinct tokens; the CNN runs only on tokens not cached."""
+        missing = [row for row, token in enumerate(batch.tokens) if token not in self._cache]
+        if len(missing) == len(batch.tokens) or not self.cache_size:
+            vectors = self.bilm.char_cnn(torch.from_numpy(batch.unique).to(self.bilm.device))
+            fresh = vectors if len(missing) == len(batch.tokens) else vectors[missing]
+        else:
+            fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique[missing]).to(self.bilm.device))
+            computed = dict(zip(missing, fresh))
+            vectors = torch.stack([computed[row] if row in computed else self._cache[token]
+                                   for row, token in enumerate(batch.tokens)])
+        if self.cache_size:
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()
+            self._cache.update((batch.tokens[row], vector) for row, vector in zip(missing, fresh))
+        return vectors
+
     def embed_batch(self, sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
         """One forward pass over `sentences` in their order; in stateful mode row b is state row b."""
         if not sentences:
@@ -72,7 +98,8 @@ class Embedder:
             raise InputError("expected a list of token lists, e.g. [['Hello', 'world', '.']], found a string")
         batch = CharBatch.from_sentences(sentences, self.bilm.options.max_characters_per_token)
         with torch.inference_mode():
-            layers = self.bilm.embed(batch, stateful=self.stateful)
+            index, lengths = (torch.from_numpy(a).to(self.bilm.device) for a in (batch.index, batch.lengths))
+            layers = self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)
             return [x.to("cpu").numpy() for x in split_layers(layers, batch.lengths)]
 
     def embed_sentences(self, sentences: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:

@@ -140,3 +140,23 @@ def test_padding_rows_keep_their_final_state():
 def test_fixture_model_loads_in_eval_mode(fixture_dir):
     bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     assert not bilm.training and bilm.options.n_output_layers == 3
+
+
+def test_token_vector_cache_skips_known_tokens_and_changes_nothing(fixture_dir, sentences):
+    cached = Embedder.from_files(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5", batch_size=4)
+    plain = Embedder(cached.bilm, batch_size=4, cache_size=0)
+    rows = []
+    hook = cached.bilm.char_cnn.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    first = cached.embed_batch(sentences[:3])
+    again = cached.embed_batch([sentences[1], sentences[0] + ["unseen-token"]])
+    hook.remove()
+    assert rows[1] == 1
+    expected = plain.embed_batch(sentences[:3]) + plain.embed_batch([sentences[1], sentences[0] + ["unseen-token"]])
+    for got, want in zip(first + again, expected):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    with torch.no_grad():
+        cached.bilm.char_cnn.projection.bias.add_(1.0)
+    stale = cached.embed_sentence(sentences[1])
+    cached.clear_cache()
+    np.testing.assert_allclose(cached.embed_sentence(sentences[1]), plain.embed_sentence(sentences[1]), atol=1e-6)
+    assert not np.allclose(stale, plain.embed_sentence(sentences[1]), atol=1e-3)
