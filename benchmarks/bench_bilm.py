@@ -116,16 +116,15 @@ def _ours_flops(options: ElmoOptions, sentences: Sequence[Sequence[str]], batche
                 cache_size: int) -> float:
     """FLOPs (2 per multiply-add) of the matrix products and convolutions our implementation executes:
     the char CNN on each batch's tokens missing from the Embedder's cache, over the trimmed character
-    width; the LSTM input product on every padded position; the recurrent and cell-projection products
-    on active rows only."""
+    width; the LSTM's input, recurrent and cell-projection products on real positions only (padding
+    never reaches them)."""
     dim, proj, cell = options.char_embedding_dim, options.projection_dim, options.lstm_dim
     widest = max(w for w, _ in options.filters)
     dense_cnn = options.n_highway * 2 * (2 * options.n_filters ** 2)
     if options.n_filters != proj:
         dense_cnn += 2 * options.n_filters * proj
     hidden = min(proj, cell)
-    per_position_input = options.n_layers * 2 * (2 * proj * 4 * cell)
-    per_step_active = options.n_layers * 2 * (2 * hidden * 4 * cell + (2 * cell * proj if proj < cell else 0))
+    per_position = options.n_layers * 2 * (2 * (proj + hidden) * 4 * cell + (2 * cell * proj if proj < cell else 0))
     cached: set = set()
     total = 0.0
     for group in batches:
@@ -139,7 +138,7 @@ def _ours_flops(options: ElmoOptions, sentences: Sequence[Sequence[str]], batche
         if len(cached) + len(missing) > cache_size:
             cached.clear()
         cached.update(char_batch.tokens[row] for row in missing)
-        total += char_batch.index.size * per_position_input + int(char_batch.lengths.sum()) * per_step_active
+        total += int(char_batch.lengths.sum()) * per_position
     return total
 
 

@@ -47,16 +47,22 @@ class BiLstmLayer(nn.Module):
 
     def forward(self, inputs: torch.Tensor, active: List[int], state: LstmState) -> Tuple[torch.Tensor, LstmState]:
         """inputs (2, B, T, D) with rows sorted by decreasing length; active[t] rows are still running at
-        step t, so finished rows cost nothing and keep their last state. state (c, h) of (2, B, ·)."""
+        step t, so finished rows cost nothing and keep their last state. state (c, h) of (2, B, ·).
+        The input product runs on the running positions only, packed time-major as in a PackedSequence."""
         n_dir, batch, steps, dim = inputs.shape
         forget = torch.zeros_like(self.bias)
         forget[:, 2 * self.cell_dim : 3 * self.cell_dim] = 1.0
-        time_major = inputs.transpose(1, 2).reshape(n_dir, steps * batch, dim)
-        gates_in = torch.baddbmm((self.bias + forget).unsqueeze(1), time_major, self.w_input)
-        gates_in = gates_in.view(n_dir, steps, batch, -1)
+        time_major = inputs.transpose(1, 2)
+        if sum(active) < steps * batch:
+            running = torch.arange(batch, device=inputs.device) < torch.tensor(active, device=inputs.device)[:, None]
+            packed = time_major[:, running]
+        else:
+            packed = time_major.reshape(n_dir, steps * batch, dim)
+        gates_in = torch.baddbmm((self.bias + forget).unsqueeze(1), packed, self.w_input)
         cell, hidden = state
         finished: List[LstmState] = []
         outputs: List[torch.Tensor] = []
+        start = 0
         for t in range(steps):
             n = active[t]
             if n < cell.shape[1]:
@@ -65,7 +71,8 @@ class BiLstmLayer(nn.Module):
             if n == 0:
                 outputs.extend(inputs.new_zeros(n_dir, batch, self.hidden_dim) for _ in range(t, steps))
                 break
-            gates = torch.baddbmm(gates_in[:, t, :n], hidden, self.w_hidden)
+            gates = torch.baddbmm(gates_in[:, start : start + n], hidden, self.w_hidden)
+            start += n
             i, j, f, o = gates.chunk(4, dim=-1)
             cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(j)
             if self.cell_clip is not None:
