@@ -1,8 +1,10 @@
 """ELMo (Peters et al. 2018) for spaCy: a pure-PyTorch biLM and the pipeline pieces built on it."""
 from .bilm import BiLM
 from .char_ids import CharBatch, batch_to_ids, token_to_ids
+from .embedder import Embedder
 from .errors import ElmoError, InputError, OptionsError, WeightsError
 from .options import ElmoOptions
+from .scalar_mix import ScalarMix
 from .weights import load_bilm, read_weights, save_bilm, write_weights
 
 __version__ = "0.1.0"
