@@ -2,7 +2,8 @@
 
 Both directions run in one time loop as a batch of two: direction 0 reads its input left to
 right, direction 1 reads a sequence that the caller has already reversed. Only the recurrent
-product is inside the loop; the input product of all time steps is one matrix multiply.
+product is inside the loop; the input product of all time steps is one matrix multiply. Rows are
+sorted by length so the running batch shrinks as rows end: padding is never computed.
 """
 from __future__ import annotations
 
