@@ -22,7 +22,7 @@ from thinc.types import Floats3d
 from .bilm import BiLM
 from .char_ids import CharBatch
 from .default_model import default_model_files
-from .embedder import length_batches
+from .embedder import Embedder, length_batches
 from .errors import ElmoError, WeightsError
 from .options import ElmoOptions
 from .weights import load_bilm
@@ -141,48 +141,75 @@ def get_bilm(model: Model) -> BiLM:
     return model.shims[0].module
 
 
-def doc_sequences(doc: Doc, max_length: int) -> List[np.ndarray]:
-    """Token positions of each biLM input sequence, without whitespace tokens."""
-    columns = doc.to_array([IS_SPACE, SENT_START]).astype(np.int64)
-    starts = [0, len(doc)]
-    if columns[1:, 1].any():
-        starts = sorted({0, len(doc), *np.flatnonzero(columns[:, 1] == 1).tolist()})
-    sequences = []
-    for begin, end in zip(starts, starts[1:]):
-        positions = begin + np.flatnonzero(columns[begin:end, 0] == 0)
-        sequences.extend(positions[i : i + max_length] for i in range(0, len(positions), max_length))
-    return sequences
+def doc_sequences(doc: Doc, max_length: int) -> Tuple[List[int], Optional[np.ndarray], List[slice]]:
+    """What the biLM reads of a Doc: the ORTH ids of its non-whitespace tokens, their positions in the
+    Doc (None when that is every token), and a slice of them per sequence (a sentence, or the whole
+    Doc without sentence boundaries, cut into windows of at most `max_length`)."""
+    columns = doc.to_array([ORTH, IS_SPACE, SENT_START])
+    orths = columns[:, 0].tolist()
+    spaces = columns[:, 1] != 0
+    kept = np.flatnonzero(~spaces) if spaces.any() else None
+    if kept is not None:
+        orths = [orths[i] for i in kept.tolist()]
+    bounds = [0, len(orths)]
+    if len(doc) > 1 and columns[1:, 2].any():
+        starts = np.flatnonzero(columns[:, 2] == 1)
+        if kept is not None:
+            starts = np.searchsorted(kept, starts)
+        bounds = sorted({0, len(orths), *starts.tolist()})
+    slices = [slice(i, min(i + max_length, end)) for begin, end in zip(bounds, bounds[1:])
+              for i in range(begin, end, max_length)]
+    return orths, kept, slices
+
+
+def get_embedder(model: Model, bilm: BiLM) -> Embedder:
+    """The core Embedder over the model's module, for prediction. With a frozen biLM it keeps the
+    char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
+    frozen = bool(model.attrs["frozen"])
+    embedder = model.attrs.get("embedder")
+    if embedder is None or embedder.bilm is not bilm or bool(embedder.cache_size) != frozen:
+        embedder = Embedder(bilm) if frozen else Embedder(bilm, cache_size=0)
+        model.attrs["embedder"] = embedder
+    return embedder
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3d], Callable]:
     bilm = get_bilm(model)
     shim = model.shims[0]
     train = is_train and not model.attrs["frozen"]
+    embedder = None if train else get_embedder(model, bilm)
     options = bilm.options
     outputs = [model.ops.alloc3f(options.n_output_layers, len(doc), options.output_dim) for doc in docs]
-    pieces = [(d, positions) for d, doc in enumerate(docs) for positions in doc_sequences(doc, model.attrs["max_length"])]
-    strings = [doc.vocab.strings for doc in docs]
-    orths = [doc.to_array(ORTH).tolist() for doc in docs]
-    groups = length_batches([len(p) + 2 for _, p in pieces], model.attrs["batch_size"], model.attrs["max_batch_tokens"])
+    pieces = []
+    for d, doc in enumerate(docs):
+        orths, kept, slices = doc_sequences(doc, model.attrs["max_length"])
+        strings = doc.vocab.strings
+        for piece in slices:
+            words = [strings[orth] for orth in orths[piece]]
+            pieces.append((d, words, piece if kept is None else kept[piece]))
+    groups = length_batches([len(words) + 2 for _, words, _ in pieces], model.attrs["batch_size"],
+                            model.attrs["max_batch_tokens"])
     callbacks = []
     for group in groups:
         rows = [pieces[i] for i in group]
-        words = [[strings[d][orths[d][i]] for i in p.tolist()] for d, p in rows]
-        batch = CharBatch.from_sentences(words, options.max_characters_per_token)
+        if embedder is not None:
+            for (d, _, target), found in zip(rows, embedder.embed_batch([words for _, words, _ in rows])):
+                outputs[d][:, target] = model.ops.asarray3f(found)
+            continue
+        batch = CharBatch.from_sentences([words for _, words, _ in rows], options.max_characters_per_token)
         arrays = (batch.unique, batch.index, batch.lengths)
         inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
-        layers, torch_backprop = shim(inputs, train)
+        layers, torch_backprop = shim(inputs, is_train=True)
         found = torch2xp(layers, ops=model.ops)
-        for b, (d, positions) in enumerate(rows):
-            outputs[d][:, positions] = found[:, b, 1 : len(positions) + 1]
-        if train:
-            callbacks.append((rows, layers, torch_backprop))
+        for b, (d, words, target) in enumerate(rows):
+            outputs[d][:, target] = found[:, b, 1 : len(words) + 1]
+        callbacks.append((rows, layers, torch_backprop))
 
     def backprop(d_outputs: List[Floats3d]) -> List[Doc]:
         for rows, layers, torch_backprop in callbacks:
             d_layers = model.ops.xp.zeros(tuple(layers.shape), dtype="float32")
-            for b, (d, positions) in enumerate(rows):
-                d_layers[:, b, 1 : len(positions) + 1] = d_outputs[d][:, positions]
+            for b, (d, words, target) in enumerate(rows):
+                d_layers[:, b, 1 : len(words) + 1] = d_outputs[d][:, target]
             torch_backprop(ArgsKwargs(args=(layers,), kwargs={"grad_tensors": xp2torch(d_layers, device=layers.device)}))
         return []
 

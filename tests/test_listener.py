@@ -7,8 +7,10 @@ import spacy
 import torch
 from spacy.training import Example
 
+from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_elmo.listener import ElmoListener
+from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 TRAIN = [
     ("I like green eggs", ["PRP", "VBP", "JJ", "NNS"]),
@@ -17,15 +19,6 @@ TRAIN = [
 ]
 
 T2V_LISTENER = {"@architectures": "spacy.Tok2VecListener.v1", "width": 96, "upstream": "*"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """On a shared 2-core machine torch's OpenMP threads spin against other processes (100x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def listener_cfg(width=16, upstream="elmo", project=True, layer_norm=False):
@@ -106,6 +99,24 @@ def test_fine_tuning_sums_listener_gradients_and_steps_once(fixture_dir):
     assert any(g.abs().sum() > 0 for g in first) and any(g.abs().sum() > 0 for g in second)
     for total, a, b in zip(both, first, second):
         torch.testing.assert_close(total, a + b, rtol=1e-4, atol=1e-7)
+
+
+def test_unfreezing_drops_cached_char_vectors(fixture_dir):
+    """Prediction with a frozen biLM caches char-CNN vectors; after fine-tuning they must not be reused."""
+    nlp = build(fixture_dir)
+    optimizer = nlp.initialize(lambda: examples(nlp))
+    elmo = nlp.get_pipe("elmo")
+    text = "They like green eggs"
+    before = nlp(text)._.elmo
+    elmo.frozen = False
+    for _ in range(4):
+        nlp.update(examples(nlp), sgd=optimizer)
+    module = elmo.model.shims[0].module
+    fresh = Embedder(module, cache_size=0).embed_sentence(text.split())
+    assert not np.allclose(fresh, before, atol=1e-4)
+    np.testing.assert_allclose(nlp(text)._.elmo, fresh, atol=1e-6)
+    elmo.frozen = True
+    np.testing.assert_allclose(nlp(text)._.elmo, fresh, atol=1e-6)
 
 
 def test_mix_is_saved_with_the_downstream_component(fixture_dir, tmp_path):

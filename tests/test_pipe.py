@@ -8,16 +8,16 @@ import warnings
 import numpy as np
 import pytest
 import spacy
-import torch
 from spacy.tokens import Doc, DocBin
-from thinc.api import ConfigValidationError
 from spacy.vocab import Vocab
+from thinc.api import ConfigValidationError
 
 from spacy_elmo import WeightsError, load_bilm
 from spacy_elmo.default_model import default_model_files
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_elmo.hooks import restore_hooks
+from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 TEXTS = [
     "I sat on the river bank and watched the water.",
@@ -28,15 +28,6 @@ TEXTS = [
     "so that the batch holds rows of very different lengths .",
     "Short one.",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """On a shared 2-core machine torch's OpenMP threads spin against other processes (100x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def elmo_config(fixture_dir, **model):

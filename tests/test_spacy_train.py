@@ -12,17 +12,9 @@ from spacy.tokens import DocBin
 from spacy.training.converters import conll_ner_to_docs, conllu_to_docs
 
 from spacy_elmo import load_bilm
+from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """On a shared 2-core machine torch's OpenMP threads spin against other processes (100x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def sentences(text: str):
