@@ -8,3 +8,12 @@ from .scalar_mix import ScalarMix
 from .weights import load_bilm, read_weights, save_bilm, write_weights
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`spacy_elmo.restore_hooks` without importing spaCy for users of the plain biLM."""
+    if name == "restore_hooks":
+        from .hooks import restore_hooks
+
+        return restore_hooks
+    raise AttributeError(f"module 'spacy_elmo' has no attribute '{name}'")

@@ -12,11 +12,10 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from thinc.api import ConfigValidationError
 
-from spacy_elmo import WeightsError, load_bilm
+from spacy_elmo import WeightsError, load_bilm, restore_hooks
 from spacy_elmo.default_model import default_model_files
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
-from spacy_elmo.hooks import restore_hooks
 from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 TEXTS = [
