@@ -6,7 +6,7 @@ They are module-level functions so pickled Docs keep them; `Doc.to_bytes`, `DocB
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from spacy.tokens import Doc, Span, Token
@@ -26,12 +26,13 @@ def install_extensions() -> None:
         Doc.set_extension(MIX_EXTENSION, default="average")
 
 
-def check_vector_mode(mode: Union[str, int], n_layers: int) -> None:
+def check_vector_mode(mode: Union[str, int], n_layers: Optional[int] = None) -> None:
+    """The `vectors` option; a layer index is checked once the number of layers is known."""
     if isinstance(mode, bool) or not isinstance(mode, (str, int)):
         raise InputError(f"elmo option 'vectors' must be one of {VECTOR_MODES} or a layer index, found {mode!r}")
     if isinstance(mode, str) and mode not in VECTOR_MODES:
         raise InputError(f"elmo option 'vectors' must be one of {VECTOR_MODES} or a layer index, found {mode!r}")
-    if isinstance(mode, int) and not -n_layers <= mode < n_layers:
+    if isinstance(mode, int) and n_layers is not None and not -n_layers <= mode < n_layers:
         raise InputError(f"elmo option 'vectors' = {mode} is not a layer index of a biLM with {n_layers} layers")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from io import BytesIO
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import srsly
@@ -89,7 +89,11 @@ def build_bilm(options: Dict[str, Any]) -> BiLM:
 def resolve_weight_files(options_file: Optional[str], weight_file: Optional[str]) -> Tuple[str, str]:
     """Both files, or neither (the bundled default model)."""
     if options_file is None and weight_file is None:
-        options, weights = default_model_files()
+        try:
+            options, weights = default_model_files()
+        except WeightsError as err:
+            raise WeightsError(f"{err}, e.g. nlp.add_pipe(\"elmo\", config={{\"model\": {{\"options_file\": ..., "
+                               "\"weight_file\": ...}}) or [components.elmo.model] options_file/weight_file") from None
         return str(options), str(weights)
     if options_file is None or weight_file is None:
         given, missing = ("options_file", "weight_file") if options_file else ("weight_file", "options_file")

@@ -52,7 +52,7 @@ class ElmoComponent(TrainablePipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
                  set_doc_tensor: bool = False) -> None:
         install_extensions()
-        check_vector_mode(vectors, n_layers=10**6)
+        check_vector_mode(vectors)
         self.vocab = vocab
         self.model = model
         self.name = name
