@@ -181,6 +181,23 @@ def test_textcat_through_pooling(fixture_dir):
     assert set(cats) == {"POS", "NEG"} and sum(cats.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_spancat_through_pooling(fixture_dir):
+    nlp = build(fixture_dir, taggers=())
+    nlp.add_pipe("spancat", config={"model": {
+        "@architectures": "spacy.SpanCategorizer.v1", "tok2vec": listener_cfg(),
+        "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
+        "scorer": {"@layers": "spacy.LinearLogistic.v1", "nO": None, "nI": None}}})
+    doc = nlp.make_doc("They sat on the river bank")
+    doc.spans["sc"] = [doc.char_span(16, 26, label="PLACE"), doc.char_span(0, 4, label="WHO")]
+    egs = [Example(nlp.make_doc(doc.text), doc)]
+    optimizer = nlp.initialize(lambda: egs)
+    for _ in range(3):
+        losses = nlp.update(egs, sgd=optimizer)
+    assert losses["spancat"] > 0
+    assert set(nlp.get_pipe("spancat").labels) == {"PLACE", "WHO"}
+    assert "sc" in nlp(doc.text).spans
+
+
 def test_no_clash_with_a_tok2vec_listener(fixture_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec")

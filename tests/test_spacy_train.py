@@ -11,10 +11,13 @@ from spacy.cli.train import train
 from spacy.tokens import DocBin
 from spacy.training.converters import conll_ner_to_docs, conllu_to_docs
 
+from weasel.util import load_project_config
+
 from spacy_elmo import load_bilm
 from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 
 
 def sentences(text: str):
@@ -101,3 +104,14 @@ def test_train_ner(corpora, fixture_dir, tmp_path, frozen):
     meta = spacy.util.load_meta(tmp_path / "en_elmo_ner_test-0.0.1" / "en_elmo_ner_test" / "meta.json")
     assert any(req.startswith("spacy-elmo") for req in meta["requirements"]), meta["requirements"]
     assert list((tmp_path / "en_elmo_ner_test-0.0.1" / "dist").glob("*.tar.gz"))
+
+
+def test_project_yml_is_valid_and_points_at_real_files():
+    """The comparison project itself is not run here (hours); its schema and the files it names are checked."""
+    config = load_project_config(ROOT)
+    assert set(config["workflows"]["all"]) <= {command["name"] for command in config["commands"]}
+    for command in config["commands"]:
+        for line in command["script"]:
+            for word in line.split():
+                if word.startswith(("configs/", "scripts/")):
+                    assert (ROOT / word).is_file(), f"{command['name']}: {word} does not exist"
