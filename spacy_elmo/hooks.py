@@ -14,16 +14,16 @@ from spacy.tokens import Doc, Span, Token
 from .errors import InputError
 
 EXTENSION = "elmo"
-MIX_EXTENSION = "elmo_vectors"
+MODE_EXTENSION = "elmo_vector_mode"
 VECTOR_MODES = ("average", "top", "concat")
 
 
 def install_extensions() -> None:
-    """`doc._.elmo`: (N + 1, n_tokens, 2P) float32 numpy; `doc._.elmo_vectors`: how layers become `.vector`."""
+    """`doc._.elmo`: (N + 1, n_tokens, 2P) float32 numpy; `doc._.elmo_vector_mode`: how layers become `.vector`."""
     if not Doc.has_extension(EXTENSION):
         Doc.set_extension(EXTENSION, default=None)
-    if not Doc.has_extension(MIX_EXTENSION):
-        Doc.set_extension(MIX_EXTENSION, default="average")
+    if not Doc.has_extension(MODE_EXTENSION):
+        Doc.set_extension(MODE_EXTENSION, default="average")
 
 
 def check_vector_mode(mode: Union[str, int], n_layers: Optional[int] = None) -> None:
@@ -61,7 +61,7 @@ def _span_vector(doc: Doc, start: int, end: int) -> np.ndarray:
     """Mean over the non-whitespace tokens (whitespace tokens have no ELMo vector)."""
     layers = _layers(doc)
     keep = [i for i in range(start, end) if not doc[i].is_space]
-    mode = doc._.get(MIX_EXTENSION)
+    mode = doc._.get(MODE_EXTENSION)
     if not keep:
         return np.zeros(mix_layers(layers[:, :0], mode).shape[1], dtype="float32")
     return mix_layers(layers[:, keep].mean(axis=1, keepdims=True), mode)[0]

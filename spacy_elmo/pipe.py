@@ -19,7 +19,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats3d
 
-from .hooks import EXTENSION, MIX_EXTENSION, attach_hooks, check_vector_mode, install_extensions, mix_layers
+from .hooks import EXTENSION, MODE_EXTENSION, attach_hooks, check_vector_mode, install_extensions, mix_layers
 from .listener import ElmoListener
 
 DEFAULT_MODEL_CONFIG = """
@@ -36,7 +36,7 @@ max_batch_tokens = 4096
 
 @Language.factory(
     "elmo",
-    assigns=[f"doc._.{EXTENSION}", f"doc._.{MIX_EXTENSION}"],
+    assigns=[f"doc._.{EXTENSION}", f"doc._.{MODE_EXTENSION}"],
     default_config={"model": Config().from_str(DEFAULT_MODEL_CONFIG)["model"],
                     "vectors": "average", "set_doc_tensor": False},
 )
@@ -108,7 +108,7 @@ class ElmoComponent(TrainablePipe):
         for doc, layers in zip(docs, outputs):
             layers = self.model.ops.to_numpy(layers)
             doc._.set(EXTENSION, layers)
-            doc._.set(MIX_EXTENSION, mode)
+            doc._.set(MODE_EXTENSION, mode)
             if self.cfg["set_doc_tensor"]:
                 doc.tensor = mix_layers(layers, mode)
             attach_hooks(doc)

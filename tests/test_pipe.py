@@ -199,6 +199,14 @@ def test_docbin_and_doc_pickle(nlp):
     np.testing.assert_array_equal(copy[3].vector, ref[3].vector)
 
 
+def test_retokenized_doc_is_refused_not_misread(nlp):
+    doc = nlp("New York is big")
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:2])
+    with pytest.raises(ElmoError, match="retokenized"):
+        doc[0].vector
+
+
 def test_restore_hooks_needs_annotation():
     with pytest.raises(ElmoError, match="elmo"):
         restore_hooks(Doc(Vocab(), words=["no", "elmo"]))
