@@ -49,6 +49,8 @@ def make_elmo(nlp: Language, name: str, model: Model[List[Doc], List[Floats3d]],
 
 
 class ElmoComponent(TrainablePipe):
+    """The `elmo` component; its biLM is the Thinc model `spacy-elmo.ElmoModel.v1`."""
+
     def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
                  set_doc_tensor: bool = False) -> None:
         install_extensions()
@@ -61,6 +63,7 @@ class ElmoComponent(TrainablePipe):
 
     @property
     def frozen(self) -> bool:
+        """Whether the biLM stays fixed in training; a callback may flip it to unfreeze the biLM later."""
         return bool(self.model.attrs["frozen"])
 
     @frozen.setter
