@@ -34,7 +34,7 @@ from spacy_elmo.lstm import BiLstmLayer  # noqa: E402
 from spacy_elmo.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
-THREADS = 2
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SIZES = {
     "small": dict(lstm_dim=1024, projection_dim=128, n_highway=1),
     "medium": dict(lstm_dim=2048, projection_dim=256, n_highway=1),
@@ -234,6 +234,7 @@ def _own_seconds() -> float:
 
 
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=2000)
     parser.add_argument("--original-sentences", type=int, default=500)
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64")
     parser.add_argument("--bucketed-baseline-batch", type=int, default=32,
                         help="Also time the baseline on our length-sorted batches at this batch size")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (workers inherit it)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", nargs=4, metavar=("SIZE", "IMPL", "BATCH", "N"))
     args = parser.parse_args()
@@ -248,6 +250,8 @@ def main() -> None:
         size, impl, batch, n = args.worker
         print(json.dumps(worker(size, impl, int(batch), int(n))))
         return
+    os.environ["BENCH_THREADS"] = str(args.threads)
+    THREADS = args.threads
     rate = matmul_gflops()
     print(f"torch.mm 2048x2048 float32, {THREADS} threads: {rate:.1f} GFLOP/s; load average {_load()}", flush=True)
     bucketed_batch = args.bucketed_baseline_batch
