@@ -176,3 +176,19 @@ def test_spacy_cli_entry_point_adds_the_elmo_commands():
 
     group = typer.main.get_command(spacy_app)
     assert {"pretrain", "vocab", "evaluate", "export"} <= set(group.commands["elmo"].commands)
+
+
+def test_shipped_default_model_loads_and_is_documented():
+    from spacy_elmo.default_model import DEFAULT_MODEL_DIR, default_model_files
+
+    options_file, weight_file = default_model_files()
+    total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
+    assert total < 30e6
+    assert not (DEFAULT_MODEL_DIR / "softmax.pt").exists()
+    bilm = load_bilm(options_file, weight_file)
+    card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf8")
+    assert f"lstm {bilm.options.lstm_dim}, projection {bilm.options.projection_dim}" in card
+    assert len(Vocab.from_file(DEFAULT_MODEL_DIR / "vocab.txt")) == 40000
+    with torch.no_grad():
+        layers = bilm.embed(CharBatch.from_sentences([["The", "river", "bank", "was", "muddy", "."]]))
+    assert layers.shape == (3, 1, 8, 2 * bilm.options.projection_dim) and torch.isfinite(layers).all()
