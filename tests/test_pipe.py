@@ -13,7 +13,6 @@ from spacy.vocab import Vocab
 from thinc.api import ConfigValidationError
 
 from spacy_elmo import WeightsError, load_bilm, restore_hooks
-from spacy_elmo.default_model import default_model_files
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
@@ -264,17 +263,26 @@ def test_half_a_pair_of_files_is_refused(fixture_dir):
         nlp.initialize()
 
 
-def test_default_model_or_clear_error():
+def test_default_model_works_out_of_the_box():
+    """The bundled biLM: no files given, contextual layers, a context-free char-CNN layer."""
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
-    try:
-        default_model_files()
-    except WeightsError:
-        with pytest.raises(WeightsError, match="pass an options file"):
-            nlp("Hello world")
-    else:
-        doc = nlp("Hello world")
-        assert doc._.elmo.shape[:2] == (doc._.elmo.shape[0], 2) and doc[0].has_vector
+    river, money = nlp("I sat on the river bank ."), nlp("The bank approved the loan .")
+    assert river[5].text == money[1].text == "bank"
+    assert river._.elmo.shape == (3, 7, 256) and river._.elmo.dtype == np.float32
+    np.testing.assert_allclose(river._.elmo[0, 5], money._.elmo[0, 1], atol=1e-5)
+    assert not np.allclose(river._.elmo[2, 5], money._.elmo[2, 1], atol=1e-2)
+    assert river[5].similarity(money[1]) < 0.99
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    import spacy_elmo.default_model
+
+    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo")
+    with pytest.raises(WeightsError, match="pass an options file"):
+        nlp("Hello world")
 
 
 LONG_DOC_SCRIPT = """
