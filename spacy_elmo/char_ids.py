@@ -66,14 +66,6 @@ class CharBatch:
     lengths: np.ndarray
     tokens: Tuple[str, ...] = ()
 
-    @property
-    def n_rows(self) -> int:
-        return self.index.shape[0]
-
-    @property
-    def mask(self) -> np.ndarray:
-        return np.arange(self.index.shape[1])[None, :] < self.lengths[:, None]
-
     @classmethod
     def from_sentences(cls, sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> "CharBatch":
         lengths = np.array([len(s) + 2 for s in sentences], dtype=np.int64)
