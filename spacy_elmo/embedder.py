@@ -76,9 +76,8 @@ class Embedder:
     def _token_vectors(self, batch: CharBatch) -> torch.Tensor:
         """Char-CNN vectors of the batch's distinct tokens; the CNN runs only on tokens not cached."""
         missing = [row for row, token in enumerate(batch.tokens) if token not in self._cache]
-        if len(missing) == len(batch.tokens) or not self.cache_size:
-            vectors = self.bilm.char_cnn(torch.from_numpy(batch.unique).to(self.bilm.device))
-            fresh = vectors if len(missing) == len(batch.tokens) else vectors[missing]
+        if len(missing) == len(batch.tokens):
+            vectors = fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique).to(self.bilm.device))
         else:
             fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique[missing]).to(self.bilm.device))
             computed = dict(zip(missing, fresh))
