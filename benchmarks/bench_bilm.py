@@ -26,12 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spacy_elmo.bilm import BiLM  # noqa: E402
-from spacy_elmo.char_cnn import PADDING_ID  # noqa: E402
-from spacy_elmo.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
-from spacy_elmo.embedder import Embedder, length_batches  # noqa: E402
-from spacy_elmo.lstm import BiLstmLayer  # noqa: E402
-from spacy_elmo.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
+from spacy_elmo.bilm.lstm_bilm import BiLM  # noqa: E402
+from spacy_elmo.bilm.char_cnn import PADDING_ID  # noqa: E402
+from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
+from spacy_elmo.bilm.embedder import Embedder, length_batches  # noqa: E402
+from spacy_elmo.bilm.lstm import BiLstmLayer  # noqa: E402
+from spacy_elmo.bilm.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import List
 
-from spacy_elmo.corpus import read_text, tokenize_files, write_shards
+from spacy_elmo.training.corpus import read_text, tokenize_files, write_shards
 
 # Whole books kept out of training. A Christmas Carol turned out to be also inside three training files
 # (a Dickens collection, another edition, a dramatisation), so the model card scores it separately.

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from spacy_elmo import BiLM, CharBatch, ElmoOptions, load_bilm, token_to_ids
-from spacy_elmo.embedder import Embedder
+from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.errors import ElmoError
-from spacy_elmo.lstm import ElmoLstm
+from spacy_elmo.bilm.lstm import ElmoLstm
 
 SMALL = ElmoOptions(lstm_dim=24, projection_dim=8, filters=((1, 4), (2, 4), (3, 8)), char_embedding_dim=4,
                     n_layers=2, n_highway=1)

@@ -2,10 +2,10 @@ import logging
 
 import pytest
 
-from spacy_elmo.corpus import (MAX_LINE_CHARS, PackedBatches, SentenceStream, expand_paths, read_sentences,
+from spacy_elmo.training.corpus import (MAX_LINE_CHARS, PackedBatches, SentenceStream, expand_paths, read_sentences,
                                strip_gutenberg, tokenize_files, write_shards)
 from spacy_elmo.errors import InputError
-from spacy_elmo.vocab import Vocab
+from spacy_elmo.training.vocab import Vocab
 
 
 @pytest.fixture

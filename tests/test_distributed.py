@@ -6,7 +6,7 @@ from pathlib import Path
 
 from test_trainer import make_corpus
 
-from spacy_elmo.trainer import load_checkpoint
+from spacy_elmo.training.trainer import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import spacy_elmo.default_model
-from spacy_elmo.cli import app
+from spacy_elmo.cli.app import app
 
 
 @pytest.fixture(scope="module")

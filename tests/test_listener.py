@@ -7,9 +7,9 @@ import spacy
 import torch
 from spacy.training import Example
 
-from spacy_elmo.embedder import Embedder
+from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.errors import ElmoError
-from spacy_elmo.listener import ElmoListener
+from spacy_elmo.pipeline.listener import ElmoListener
 from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 TRAIN = [

@@ -13,7 +13,7 @@ from spacy.vocab import Vocab
 from thinc.api import ConfigValidationError
 
 from spacy_elmo import WeightsError, load_bilm, restore_hooks
-from spacy_elmo.embedder import Embedder
+from spacy_elmo.bilm.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 

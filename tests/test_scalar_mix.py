@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spacy_elmo.errors import ElmoError
-from spacy_elmo.scalar_mix import ScalarMix
+from spacy_elmo.bilm.scalar_mix import ScalarMix
 
 
 def layers(*shape, seed=0):

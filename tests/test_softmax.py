@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_elmo.softmax import Softmax, log_uniform_probs, sample_log_uniform
+from spacy_elmo.training.softmax import Softmax, log_uniform_probs, sample_log_uniform
 
 
 def test_log_uniform_probs_sum_to_one_and_decrease():

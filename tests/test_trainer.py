@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_elmo.char_ids import CharBatch
+from spacy_elmo.bilm.char_ids import CharBatch
 from spacy_elmo.errors import InputError
-from spacy_elmo.options import ElmoOptions
-from spacy_elmo.trainer import TrainConfig, export, load_checkpoint, model_from_checkpoint, train
-from spacy_elmo.vocab import Vocab
-from spacy_elmo.weights import load_bilm
+from spacy_elmo.bilm.options import ElmoOptions
+from spacy_elmo.training.trainer import TrainConfig, export, load_checkpoint, model_from_checkpoint, train
+from spacy_elmo.training.vocab import Vocab
+from spacy_elmo.bilm.weights import load_bilm
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "she", "he"]
@@ -126,7 +126,7 @@ def test_bad_training_input(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
     root = make_corpus(tmp_path)
     config = tiny_config(root, max_steps=100_000, heldout=[])
-    script = f"from spacy_elmo.trainer import TrainConfig, train; train(TrainConfig(**{json.dumps(config.__dict__)}))"
+    script = f"from spacy_elmo.training.trainer import TrainConfig, train; train(TrainConfig(**{json.dumps(config.__dict__)}))"
     script = script.replace("null", "None").replace("true", "True").replace("false", "False")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     log = root / "run" / "log.jsonl"
@@ -142,7 +142,7 @@ def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
 def test_cli_prepare_vocab_pretrain_evaluate_export(tmp_path):
     from typer.testing import CliRunner
 
-    from spacy_elmo.cli import app
+    from spacy_elmo.cli.app import app
 
     raw = tmp_path / "book.txt"
     text = " ".join(f"{s.capitalize()} {v} {o}." for s in SUBJECTS for v in VERBS for o in OBJECTS)
@@ -172,7 +172,7 @@ def test_spacy_cli_entry_point_adds_the_elmo_commands():
     import typer
     from spacy.cli._util import app as spacy_app
 
-    import spacy_elmo.spacy_cli  # noqa: F401  (what spaCy's setup_cli loads through the entry point)
+    import spacy_elmo.cli.spacy_cli  # noqa: F401  (what spaCy's setup_cli loads through the entry point)
 
     group = typer.main.get_command(spacy_app)
     assert {"pretrain", "vocab", "evaluate", "export"} <= set(group.commands["elmo"].commands)

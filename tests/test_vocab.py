@@ -1,7 +1,7 @@
 import pytest
 
 from spacy_elmo.errors import InputError
-from spacy_elmo.vocab import SPECIALS, Vocab
+from spacy_elmo.training.vocab import SPECIALS, Vocab
 
 
 def test_build_is_frequency_sorted_with_specials_first():

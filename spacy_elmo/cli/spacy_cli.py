@@ -1,6 +1,6 @@
 """`spacy elmo COMMAND`: spaCy's CLI loads this module through the `spacy_cli` entry point."""
 from spacy.cli._util import app as spacy_app
 
-from .cli import app
+from .app import app
 
 spacy_app.add_typer(app, name="elmo")

@@ -22,15 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .bilm import BiLM
-from .char_ids import token_to_ids
+from ..bilm.char_ids import token_to_ids
+from ..bilm.lstm import LstmState
+from ..bilm.lstm_bilm import BiLM
+from ..bilm.options import ElmoOptions
+from ..bilm.weights import load_bilm, save_bilm
+from ..errors import InputError
 from .corpus import PackedBatches, SentenceStream, expand_paths
-from .errors import InputError
-from .lstm import LstmState
-from .options import ElmoOptions
 from .softmax import Softmax
 from .vocab import Vocab
-from .weights import load_bilm, save_bilm
 
 logger = logging.getLogger(__name__)
 

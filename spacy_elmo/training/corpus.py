@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .char_ids import BOS, EOS
-from .errors import InputError
+from ..bilm.char_ids import BOS, EOS
+from ..errors import InputError
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ def prepare_command(
     seed: int = typer.Option(0),
 ) -> None:
     """Tokenise text once into shuffled shards of one sentence per line, the input of `vocab` and `pretrain`."""
-    from .corpus import tokenize_files, write_shards
+    from ..training.corpus import tokenize_files, write_shards
 
     per_file = tokenize_files(inputs, fmt, lang, gutenberg, n_process)
     lines = [line for file_lines in per_file.values() for line in file_lines]
@@ -42,8 +42,8 @@ def vocab_command(
     lang: str = typer.Option("en"),
 ) -> None:
     """Build a frequency-sorted softmax vocabulary (<S>, </S>, <UNK> first) from text."""
-    from .corpus import expand_paths, read_sentences
-    from .vocab import Vocab
+    from ..training.corpus import expand_paths, read_sentences
+    from ..training.vocab import Vocab
 
     sentences = (s for path in expand_paths(inputs) for s in read_sentences(path, fmt, lang))
     vocab = Vocab.build(sentences, max_size, min_count)
@@ -84,7 +84,7 @@ def pretrain_command(
     threads: int = typer.Option(0, help="torch threads (0: torch's default)"),
 ) -> None:
     """Train a biLM the bilm-tf way; Ctrl-C saves a checkpoint. Works under `torchrun --nproc_per_node N`."""
-    from .trainer import TrainConfig, load_checkpoint, train as run
+    from ..training.trainer import TrainConfig, load_checkpoint, train as run
 
     if resume:
         config = TrainConfig.from_dict(load_checkpoint(output)["config"])
@@ -119,7 +119,7 @@ def evaluate_command(
 
     import torch
 
-    from .trainer import evaluate, model_from_checkpoint
+    from ..training.trainer import evaluate, model_from_checkpoint
 
     if threads:
         torch.set_num_threads(threads)
@@ -138,7 +138,7 @@ def export_command(
     """Export a trained biLM in the official AllenNLP/bilm-tf layout."""
     from pathlib import Path
 
-    from .trainer import export
+    from ..training.trainer import export
 
     typer.echo(f"exported to {export(Path(run_dir), Path(output), with_softmax)}")
 
@@ -156,10 +156,10 @@ def embed_command(
                                               "`allennlp elmo` did (default: every line independent)"),
 ) -> None:
     """Write ELMo vectors of every line to HDF5, in the layout of the removed `allennlp elmo` command."""
-    from .default_model import default_model_files
+    from ..bilm.embedder import Embedder
+    from ..default_model import default_model_files
+    from ..errors import ElmoError
     from .embed_file import embed_file
-    from .embedder import Embedder
-    from .errors import ElmoError
 
     try:
         if (options_file is None) != (weight_file is None):

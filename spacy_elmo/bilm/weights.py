@@ -7,8 +7,8 @@ from typing import Dict, Iterator, Tuple, Union
 import numpy as np
 import torch
 
-from .bilm import BiLM
-from .errors import WeightsError
+from ..errors import WeightsError
+from .lstm_bilm import BiLM
 from .options import ElmoOptions
 
 PathLike = Union[str, Path]

@@ -11,7 +11,7 @@ from typing import Optional, Union
 import numpy as np
 from spacy.tokens import Doc, Span, Token
 
-from .errors import InputError
+from ..errors import InputError
 
 EXTENSION = "elmo"
 MODE_EXTENSION = "elmo_vector_mode"

@@ -19,13 +19,13 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
 from thinc.types import Floats3d
 
-from .bilm import BiLM
-from .char_ids import CharBatch
-from .default_model import default_model_files
-from .embedder import Embedder, length_batches
-from .errors import ElmoError, WeightsError
-from .options import ElmoOptions
-from .weights import load_bilm
+from ..bilm.char_ids import CharBatch
+from ..bilm.embedder import Embedder, length_batches
+from ..bilm.lstm_bilm import BiLM
+from ..bilm.options import ElmoOptions
+from ..bilm.weights import load_bilm
+from ..default_model import default_model_files
+from ..errors import ElmoError, WeightsError
 
 
 def _one_thread_after_fork() -> None:

@@ -14,10 +14,10 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Dropout, Linear, Model, chain, torch2xp, with_array, xp2torch
 from thinc.types import Floats2d, Floats3d
 
-from .errors import ElmoError
+from ..bilm.scalar_mix import ScalarMix
+from ..errors import ElmoError
 from .hooks import EXTENSION, install_extensions
 from .model import TorchShim
-from .scalar_mix import ScalarMix
 
 
 class ElmoListener(Model):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .errors import OptionsError
+from ..errors import OptionsError
 
 ACTIVATIONS = ("relu", "tanh")
 

@@ -12,8 +12,8 @@ from typing import Dict, List, Union
 
 import numpy as np
 
-from .embedder import Embedder
-from .errors import InputError
+from ..bilm.embedder import Embedder
+from ..errors import InputError
 
 LAYER_CHOICES = ("all", "top", "average")
 STDIN = "-"

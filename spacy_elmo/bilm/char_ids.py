@@ -11,7 +11,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_CHARS = 50
 BEGIN_SENTENCE_CHAR = 256

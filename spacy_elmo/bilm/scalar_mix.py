@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 LAYER_NORM_EPS = 1e-12
 

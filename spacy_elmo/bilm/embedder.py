@@ -7,9 +7,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .bilm import BiLM
+from ..errors import InputError
 from .char_ids import CharBatch
-from .errors import InputError
+from .lstm_bilm import BiLM
 from .weights import load_bilm
 
 

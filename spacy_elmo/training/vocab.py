@@ -8,8 +8,8 @@ from typing import Dict, Iterable, List, Sequence, Union
 
 import numpy as np
 
-from .char_ids import BOS, EOS
-from .errors import InputError
+from ..bilm.char_ids import BOS, EOS
+from ..errors import InputError
 
 UNK = "<UNK>"
 SPECIALS = (BOS, EOS, UNK)

@@ -1,0 +1,1 @@
+"""The torch biLM and its file formats; nothing here imports spaCy."""

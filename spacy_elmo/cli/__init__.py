@@ -1,0 +1,1 @@
+"""`python -m spacy_elmo …` and `spacy elmo …`."""

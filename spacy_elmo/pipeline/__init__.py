@@ -1,0 +1,1 @@
+"""The spaCy side: the `elmo` component, its Thinc model, listeners and vector hooks."""
