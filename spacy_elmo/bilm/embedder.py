@@ -96,10 +96,13 @@ class Embedder:
         if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
             raise InputError("expected a list of token lists, e.g. [['Hello', 'world', '.']], found a string")
         batch = CharBatch.from_sentences(sentences, self.bilm.options.max_characters_per_token)
+        return [x.to("cpu").numpy() for x in split_layers(self.layers(batch), batch.lengths)]
+
+    def layers(self, batch: CharBatch) -> torch.Tensor:
+        """All layers (N + 1, B, T', 2P) of a CharBatch on the biLM's device, boundaries included."""
         with torch.inference_mode():
             index, lengths = (torch.from_numpy(a).to(self.bilm.device) for a in (batch.index, batch.lengths))
-            layers = self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)
-            return [x.to("cpu").numpy() for x in split_layers(layers, batch.lengths)]
+            return self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)
 
     def embed_sentences(self, sentences: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:
         """Arrays in input order. Stateless mode sorts by length inside each chunk of the stream."""
