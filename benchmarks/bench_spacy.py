@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spacy_elmo import BiLM, ElmoOptions, WeightsError, load_bilm, save_bilm  # noqa: E402
-from spacy_elmo.default_model import default_model_files  # noqa: E402
+from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
 from spacy_elmo.bilm.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS  # noqa: E402
 

@@ -15,3 +15,11 @@ class WeightsError(ElmoError):
 
 class InputError(ElmoError):
     """Text or token input that cannot be embedded."""
+
+
+class UnknownModelError(ElmoError):
+    """A model name that is not in the catalogue of published models."""
+
+
+class DownloadError(ElmoError):
+    """A published model that could not be fetched into the cache, or whose download failed its checks."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import spacy_elmo.default_model
+import spacy_elmo.hub.default_model
 from spacy_elmo.cli.app import app
 
 
@@ -83,14 +83,14 @@ def test_stdin_input(streams, model_args, tmp_path):
 
 def test_default_model(fixture_dir, streams, tmp_path, monkeypatch):
     source = write_lines(tmp_path / "in.txt", streams[0][:2])
-    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
     result = embed(source, tmp_path / "out.hdf5")
     assert result.exit_code == 1 and "default ELMo model is not bundled" in result.output
     model_dir = tmp_path / "bundled"
     model_dir.mkdir()
     shutil.copy(fixture_dir / "options.json", model_dir / "options.json")
     shutil.copy(fixture_dir / "lm_weights.hdf5", model_dir / "weights.hdf5")
-    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", model_dir)
+    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", model_dir)
     assert embed(source, tmp_path / "out.hdf5").exit_code == 0
     assert read(tmp_path / "out.hdf5")[0]["1"].shape == (3, len(streams[0][1].split()), 32)
 

@@ -276,9 +276,9 @@ def test_default_model_works_out_of_the_box():
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    import spacy_elmo.default_model
+    import spacy_elmo.hub.default_model
 
-    monkeypatch.setattr(spacy_elmo.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     with pytest.raises(WeightsError, match="pass an options file"):

@@ -179,7 +179,7 @@ def test_spacy_cli_entry_point_adds_the_elmo_commands():
 
 
 def test_shipped_default_model_loads_and_is_documented():
-    from spacy_elmo.default_model import DEFAULT_MODEL_DIR, default_model_files
+    from spacy_elmo.hub.default_model import DEFAULT_MODEL_DIR, default_model_files
 
     options_file, weight_file = default_model_files()
     total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())

@@ -170,6 +170,8 @@ def embed_command(
     output_file: str = typer.Argument(..., help="HDF5 file to write: dataset 'i' holds line i (0-based)"),
     options_file: str = typer.Option(None, help="options.json of the biLM (default: the bundled model)"),
     weight_file: str = typer.Option(None, help="HDF5 weights of the biLM (default: the bundled model)"),
+    model: str = typer.Option(None, "--model", help="A published model by name instead of the two files "
+                                                     "(see `models`); downloaded into the cache once"),
     archive: str = typer.Option(None, help="Instead of the two files: an AllenNLP model archive (transformer "
                                            "ELMo model.tar.gz or its folder) or a folder with options.json + weights.hdf5"),
     layers: str = typer.Option("all", help="all: (L, n, D) per line (L = biLM layers + 1); top or average: (n, D)"),
@@ -179,7 +181,7 @@ def embed_command(
 ) -> None:
     """Write ELMo vectors of every line to HDF5, in the layout of the removed `allennlp elmo` command."""
     from ..bilm.embedder import Embedder
-    from ..default_model import default_model_files
+    from ..hub import resolve_model_files
     from ..errors import ElmoError
     from .embed_file import embed_file
 
@@ -191,11 +193,45 @@ def embed_command(
         if archive is not None:
             embedder = Embedder.from_path(archive, batch_size=batch_size, stateful=stateful)
         else:
-            if options_file is None:
-                options_file, weight_file = (str(p) for p in default_model_files())
+            options_file, weight_file = resolve_model_files(model, options_file, weight_file)
             embedder = Embedder.from_files(options_file, weight_file, batch_size=batch_size, stateful=stateful)
         count = embed_file(embedder, input_file, output_file, layers)
     except ElmoError as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{count} sentences -> {output_file}", err=True)
+
+
+@app.command("download")
+def download_command(
+    name: str = typer.Argument(..., help="Model name (see `models`)"),
+    cache_dir: str = typer.Option(None, "--dir", help="Cache directory (default: $SPACY_ELMO_CACHE, else the "
+                                                      "platform's user cache directory)"),
+    progress: bool = typer.Option(True, help="Show a progress bar"),
+) -> None:
+    """Fetch a published ELMo model into the cache (resumable, checked); instant once cached."""
+    from ..errors import ElmoError
+    from ..hub import resolve_model_files
+
+    try:
+        options_file, weight_file = resolve_model_files(name, cache_dir=cache_dir, progress=progress)
+    except ElmoError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name}: {options_file} {weight_file}")
+
+
+@app.command("models")
+def models_command(
+    cache_dir: str = typer.Option(None, "--dir", help="Cache directory to look in"),
+) -> None:
+    """List the published ELMo models: name, vector width, size, and where it is cached (if it is)."""
+    from ..hub import model_statuses
+
+    rows = [("NAME", "WIDTH", "SIZE", "CACHED", "MODEL")]
+    for row in model_statuses(cache_dir):
+        size = "?" if row.size_bytes is None else f"{'~' if row.size_is_estimate else ''}{row.size_bytes / 1e6:.0f} MB"
+        rows.append((row.name, str(row.output_dim or "?"), size, str(row.location or "no"), row.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        typer.echo("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[4]]))

@@ -24,7 +24,7 @@ from ..bilm.embedder import Embedder, length_batches
 from ..bilm.lstm_bilm import BiLM
 from ..bilm.options import ElmoOptions
 from ..bilm.weights import load_bilm
-from ..default_model import default_model_files
+from ..hub.default_model import default_model_files
 from ..errors import ElmoError, WeightsError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Tuple
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+DEFAULT_MODEL_DIR = Path(__file__).parent.parent / "models" / "default"
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
 

@@ -1,0 +1,82 @@
+"""Where downloaded models live, and when a model there counts as cached.
+
+Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` writes, so a cached model
+is also a valid `--init-from` directory) and `manifest.json`, written last, only after both files passed
+the strict options/weights check. A model without a matching manifest is not cached, whatever else
+lies in its directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import DownloadError
+
+CACHE_ENV = "SPACY_ELMO_CACHE"
+MIRROR_ENV = "SPACY_ELMO_MIRROR"
+OPTIONS_NAME = "options.json"
+WEIGHTS_NAME = "weights.hdf5"
+MANIFEST_NAME = "manifest.json"
+
+PathLike = Union[str, Path]
+
+
+def cache_root(override: Optional[PathLike] = None) -> Path:
+    """`override` (the --dir option), else $SPACY_ELMO_CACHE, else the platform's user cache directory."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("spacy-elmo", appauthor=False))
+
+
+def model_dir(name: str, root: Optional[PathLike] = None) -> Path:
+    return cache_root(root) / name
+
+
+def model_files(directory: Path) -> Tuple[Path, Path]:
+    return directory / OPTIONS_NAME, directory / WEIGHTS_NAME
+
+
+def mirrored(url: str) -> str:
+    """`url` with the scheme and host (and any leading path) of $SPACY_ELMO_MIRROR, keeping its own path."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror:
+        return url
+    base, parts = urlsplit(mirror), urlsplit(url)
+    if not (base.scheme and base.netloc):
+        raise DownloadError(f"{MIRROR_ENV}={mirror!r} is not an address; set it to a scheme and host such as "
+                            "https://mirror.example.org (a path after the host is kept as a prefix)")
+    return urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
+
+
+def read_manifest(directory: Path) -> Optional[Dict]:
+    try:
+        return json.loads((directory / MANIFEST_NAME).read_text(encoding="utf8"))
+    except (OSError, ValueError):
+        return None
+
+
+def cached_files(directory: Path) -> Optional[Tuple[Path, Path]]:
+    """Both files, if the manifest vouches for them and their sizes still match it; a stat, never a request."""
+    manifest = read_manifest(directory)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return None
+    paths = model_files(directory)
+    for path in paths:
+        entry = manifest["files"].get(path.name)
+        if not isinstance(entry, dict) or not path.is_file() or path.stat().st_size != entry.get("size"):
+            return None
+    return paths
+
+
+def write_manifest(directory: Path, name: str, files: Dict[str, Dict]) -> None:
+    """Written to a temporary name and renamed, so a crash never leaves a manifest half-written."""
+    tmp = directory / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps({"name": name, "files": files}, indent=2) + "\n", encoding="utf8")
+    os.replace(tmp, directory / MANIFEST_NAME)
