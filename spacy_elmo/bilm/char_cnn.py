@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -36,19 +36,28 @@ class Highway(nn.Module):
 
 
 class CharCNN(nn.Module):
-    """Maps (U, max_chars) character ids to (U, P) token vectors; id 0 reads a frozen zero row."""
+    """Maps (U, max_chars) character ids to (U, P) token vectors; id 0 reads a frozen zero row.
 
-    def __init__(self, options: ElmoOptions) -> None:
+    Without `projection_dim` (or with one equal to the filter count) the highway output is the vector.
+    """
+
+    def __init__(self, char_embedding_dim: int, filters: Sequence[Tuple[int, int]], n_highway: int,
+                 activation: str = "relu", projection_dim: Optional[int] = None) -> None:
         super().__init__()
-        dim = options.char_embedding_dim
-        self.activation = torch.relu if options.activation == "relu" else torch.tanh
-        self.embedding = nn.Embedding(N_CHARACTERS, dim, padding_idx=0)
-        self.convs = nn.ModuleList(nn.Conv1d(dim, num, width) for width, num in options.filters)
-        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        n_filters = sum(num for _, num in filters)
+        self.activation = torch.relu if activation == "relu" else torch.tanh
+        self.embedding = nn.Embedding(N_CHARACTERS, char_embedding_dim, padding_idx=0)
+        self.convs = nn.ModuleList(nn.Conv1d(char_embedding_dim, num, width) for width, num in filters)
+        self.highways = nn.ModuleList(Highway(n_filters) for _ in range(n_highway))
         self.projection: Optional[nn.Linear] = None
-        if options.n_filters != options.projection_dim:
-            self.projection = nn.Linear(options.n_filters, options.projection_dim)
+        if projection_dim is not None and projection_dim != n_filters:
+            self.projection = nn.Linear(n_filters, projection_dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_options(cls, options: ElmoOptions) -> "CharCNN":
+        return cls(options.char_embedding_dim, options.filters, options.n_highway, options.activation,
+                   options.projection_dim)
 
     def reset_parameters(self) -> None:
         """bilm-tf's training initialisation (elmo-spec §8.4)."""

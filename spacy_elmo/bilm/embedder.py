@@ -1,4 +1,5 @@
-"""Plain-Python ELMo, no spaCy: lists of tokens in, one float32 (N + 1, n_tokens, 2P) array per sentence out."""
+"""Plain-Python ELMo, no spaCy: lists of tokens in, one float32 (L, n_tokens, D) array per sentence out,
+from any biLM (LSTM or transformer) behind the ContextualBiLM interface."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,7 @@ import torch
 
 from ..errors import InputError
 from .char_ids import CharBatch
-from .lstm_bilm import BiLM
-from .weights import load_bilm
+from .interface import ContextualBiLM, load_any_bilm
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: Optional[int] = None) -> List[List[int]]:
@@ -33,25 +33,28 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: Optional
 
 
 def split_layers(layers: torch.Tensor, lengths: np.ndarray) -> List[torch.Tensor]:
-    """Per row, the (N + 1, n, 2P) slice without the <S> and </S> positions."""
+    """Per row, the (L, n, D) slice without the <S> and </S> positions."""
     return [layers[:, b, 1 : int(n) - 1] for b, n in enumerate(lengths)]
 
 
 class Embedder:
-    """Runs a BiLM over tokenised sentences without autograd.
+    """Runs a biLM over tokenised sentences without autograd.
 
     Stateless (default): sentences are bucketed by length and every one starts from a zero
-    state, so a sentence's vectors never depend on its neighbours. Stateful: batches are taken
-    in the given order and row b carries its LSTM state to row b of the next batch, which is how
-    the AllenNLP and bilm-tf reference outputs were made.
+    state, so a sentence's vectors never depend on its neighbours. Stateful (LSTM biLMs only):
+    batches are taken in the given order and row b carries its LSTM state to row b of the next
+    batch, which is how the AllenNLP and bilm-tf reference outputs were made.
 
     The char-CNN vector of a token does not depend on its context, so up to `cache_size` of them
     are kept across batches and frequent words skip the CNN. The cache assumes fixed weights:
     call clear_cache() after changing them (0 turns the cache off).
     """
 
-    def __init__(self, bilm: BiLM, batch_size: int = 64, max_batch_tokens: Optional[int] = 4096,
+    def __init__(self, bilm: ContextualBiLM, batch_size: int = 64, max_batch_tokens: Optional[int] = 4096,
                  stateful: bool = False, cache_size: int = 20_000) -> None:
+        if stateful and not bilm.supports_state:
+            raise InputError(f"stateful=True needs a biLM that carries state between batches (an LSTM); "
+                             f"this {bilm.options.kind} biLM reads every sentence on its own")
         self.bilm = bilm.eval()
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -61,11 +64,16 @@ class Embedder:
 
     @classmethod
     def from_files(cls, options_file: Union[str, Path], weight_file: Union[str, Path], **kwargs) -> "Embedder":
-        return cls(load_bilm(options_file, weight_file), **kwargs)
+        return cls(load_any_bilm(options_file=options_file, weight_file=weight_file), **kwargs)
+
+    @classmethod
+    def from_path(cls, path: Union[str, Path], **kwargs) -> "Embedder":
+        """From an AllenNLP model archive or a folder with options.json + weights.hdf5."""
+        return cls(load_any_bilm(path), **kwargs)
 
     @property
     def output_dim(self) -> int:
-        return self.bilm.options.output_dim
+        return self.bilm.output_dim
 
     def reset_state(self) -> None:
         self.bilm.reset_state()
@@ -99,7 +107,7 @@ class Embedder:
         return [x.to("cpu").numpy() for x in split_layers(self.layers(batch), batch.lengths)]
 
     def layers(self, batch: CharBatch) -> torch.Tensor:
-        """All layers (N + 1, B, T', 2P) of a CharBatch on the biLM's device, boundaries included."""
+        """All layers (L, B, T', D) of a CharBatch on the biLM's device, boundaries included."""
         with torch.inference_mode():
             index, lengths = (torch.from_numpy(a).to(self.bilm.device) for a in (batch.index, batch.lengths))
             return self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)

@@ -1,13 +1,13 @@
 """The ELMo biLM: char CNN token vectors fed to forward and backward LSTM stacks (elmo-spec §4-5)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
 from .char_cnn import CharCNN
-from .char_ids import CharBatch
+from .interface import ContextualBiLM
 from .lstm import ElmoLstm, LstmState
 from .options import ElmoOptions
 
@@ -19,7 +19,7 @@ def reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.where(flipped >= 0, flipped, positions)
 
 
-class BiLM(nn.Module):
+class BiLM(ContextualBiLM):
     """Returns N + 1 layers of width 2P: [x; x], then [forward; backward] of each LSTM layer.
 
     Stateless by default: every sentence starts from a zero state. With `stateful=True` the final
@@ -27,30 +27,18 @@ class BiLM(nn.Module):
     AllenNLP and bilm-tf, which is what their reference outputs need.
     """
 
+    supports_state: ClassVar[bool] = True
+
     def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
         super().__init__()
         self.options = options
-        self.char_cnn = CharCNN(options)
+        self.char_cnn = CharCNN.from_options(options)
         self.lstm = ElmoLstm(options.projection_dim, options.lstm_dim, options.n_layers, options.cell_clip,
                              options.proj_clip, options.use_skip_connections, dropout)
         self._state: Optional[LstmState] = None
 
-    @property
-    def device(self) -> torch.device:
-        return self.char_cnn.embedding.weight.device
-
     def reset_state(self) -> None:
         self._state = None
-
-    def embed(self, batch: CharBatch, stateful: bool = False) -> torch.Tensor:
-        """Layers (N + 1, B, T', 2P) of a CharBatch, boundaries included, zeros at padding."""
-        device = self.device
-        return self(torch.from_numpy(batch.unique).to(device), torch.from_numpy(batch.index).to(device),
-                    torch.from_numpy(batch.lengths).to(device), stateful=stateful)
-
-    def forward(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
-                stateful: bool = False) -> torch.Tensor:
-        return self.contextualize(self.char_cnn(char_ids), index, lengths, stateful)
 
     def contextualize(self, token_vectors: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
                       stateful: bool = False) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from ..errors import OptionsError
 
@@ -15,6 +15,7 @@ ACTIVATIONS = ("relu", "tanh")
 class ElmoOptions:
     """Architecture of a biLM; field names follow the keys of options.json."""
 
+    kind: ClassVar[str] = "lstm"
     lstm_dim: int
     projection_dim: int
     filters: Tuple[Tuple[int, int], ...]

@@ -1,0 +1,388 @@
+"""AllenNLP model archives of a transformer biLM (model.tar.gz or its folder: config.json, weights.th,
+vocabulary/), read and written without allennlp.
+
+The state dict is read with `torch.load(weights_only=True)`, which never unpickles arbitrary objects,
+and nothing is extracted from a tar file but config.json and weights.th, after every member name has
+been checked to stay inside the archive's folder.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pickle
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+import torch
+
+from ..errors import OptionsError, WeightsError
+from .transformer_bilm import TransformerBiLM, TransformerOptions, sinusoid_positions
+
+PathLike = Union[str, Path]
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "weights.th"
+VOCABULARY_NAME = "vocabulary"
+BIDIRECTIONAL_TYPES = ("bidirectional-language-model", "bidirectional_language_model")
+CONTEXTUALIZER_TYPE = "bidirectional_language_model_transformer"
+EMBEDDER_NAME = "token_characters"
+CONTEXT_PREFIX = "_contextualizer."
+POSITION_KEY = "_contextualizer._position.positional_encoding"
+ALLENNLP_HEADS = 8
+ALLENNLP_MAX_POSITIONS = 5000
+
+
+def is_archive(path: PathLike) -> bool:
+    return Path(path).is_file() and tarfile.is_tarfile(path)
+
+
+def load_archive(path: PathLike) -> TransformerBiLM:
+    """A TransformerBiLM in eval mode from an AllenNLP model archive or its unpacked folder."""
+    path = Path(path)
+    config, state = read_archive(path)
+    options, embedder_name = options_from_config(config, f"{path}: {CONFIG_NAME}")
+    bilm = TransformerBiLM(options)
+    assign_state(bilm, state, embedder_name, f"{path}: {WEIGHTS_NAME}")
+    return bilm.eval()
+
+
+def read_archive(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """(config, state dict) of an archive file or folder."""
+    if path.is_dir():
+        return _read_config(path / CONFIG_NAME, path), _read_state(path / WEIGHTS_NAME, path)
+    if not path.exists():
+        raise WeightsError(f"model archive not found: {path}")
+    if not tarfile.is_tarfile(path):
+        raise WeightsError(f"{path}: not a model archive (expected a model.tar.gz holding {CONFIG_NAME}, "
+                           f"{WEIGHTS_NAME} and {VOCABULARY_NAME}/, or its unpacked folder)")
+    with tempfile.TemporaryDirectory(prefix="spacy-elmo-archive-") as tmp:
+        _extract(path, Path(tmp), (CONFIG_NAME, WEIGHTS_NAME))
+        return _read_config(Path(tmp) / CONFIG_NAME, path), _read_state(Path(tmp) / WEIGHTS_NAME, path)
+
+
+def _extract(path: Path, target: Path, names: Tuple[str, ...]) -> None:
+    """Copy the regular files `names` out of the tar, refusing any member that points outside it."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            found = {}
+            for member in tar.getmembers():
+                name = posixpath.normpath(member.name)
+                if name.startswith("/") or name == ".." or name.startswith("../"):
+                    raise WeightsError(f"{path}: member '{member.name}' points outside the archive; refusing "
+                                       "to read it (an AllenNLP archive holds only relative paths)")
+                found[name] = member
+            for name in names:
+                member = found.get(name)
+                if member is None or not member.isfile():
+                    raise WeightsError(f"{path}: no file {name} in the archive (an AllenNLP model archive holds "
+                                       f"{CONFIG_NAME}, {WEIGHTS_NAME} and {VOCABULARY_NAME}/)")
+                source = tar.extractfile(member)
+                with source, open(target / name, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise WeightsError(f"{path}: unreadable model archive ({err})") from None
+
+
+def _read_config(config_file: Path, source: Path) -> Dict[str, Any]:
+    if not config_file.is_file():
+        raise WeightsError(f"{source}: no {CONFIG_NAME} (an AllenNLP model archive holds {CONFIG_NAME}, "
+                           f"{WEIGHTS_NAME} and {VOCABULARY_NAME}/)")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise OptionsError(f"{source}: {CONFIG_NAME} is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise OptionsError(f"{source}: {CONFIG_NAME} must hold a JSON object")
+    return config
+
+
+def _read_state(weights_file: Path, source: Path) -> Dict[str, torch.Tensor]:
+    if not weights_file.is_file():
+        raise WeightsError(f"{source}: no {WEIGHTS_NAME} (an AllenNLP model archive holds {CONFIG_NAME}, "
+                           f"{WEIGHTS_NAME} and {VOCABULARY_NAME}/)")
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"{source}: {WEIGHTS_NAME} is not a torch state dict that loads with "
+                           f"weights_only=True ({first_line})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise WeightsError(f"{source}: {WEIGHTS_NAME} must hold a state dict (parameter name -> tensor)")
+    return state
+
+
+def _get(section: Dict[str, Any], key: str, source: str, where: str, default: Any = ...) -> Any:
+    if key in section:
+        return section[key]
+    if default is ...:
+        raise OptionsError(f"{source}: missing key '{where}.{key}'")
+    return default
+
+
+def _section(section: Dict[str, Any], key: str, source: str, where: str) -> Dict[str, Any]:
+    value = _get(section, key, source, where)
+    if not isinstance(value, dict):
+        raise OptionsError(f"{source}: '{where}.{key}' must be an object")
+    return value
+
+
+def options_from_config(config: Dict[str, Any], source: str) -> Tuple[TransformerOptions, str]:
+    """The architecture described by an AllenNLP config, and the name of its character embedder.
+
+    Both spellings of a bidirectional LM are read (`language_model` with `bidirectional: true`, and
+    the older `bidirectional-language-model`); an empty `tokens` embedder may sit beside the characters.
+    """
+    model = _section(config, "model", source, "config")
+    model_type = model.get("type")
+    if model_type == "language_model":
+        if model.get("bidirectional") is not True:
+            raise OptionsError(f"{source}: a forward-only language model (model.bidirectional is not true); "
+                               "ELMo needs a bidirectional one")
+    elif model_type not in BIDIRECTIONAL_TYPES:
+        raise OptionsError(f"{source}: model type {model_type!r} is not a bidirectional language model "
+                           f"(expected 'language_model' with bidirectional: true, or {BIDIRECTIONAL_TYPES[0]!r})")
+    field_embedder = _section(model, "text_field_embedder", source, "model")
+    if "embedder_to_indexer_map" in field_embedder:
+        raise OptionsError(f"{source}: model.text_field_embedder.embedder_to_indexer_map is not supported")
+    embedders = field_embedder.get("token_embedders", {k: v for k, v in field_embedder.items()
+                                                       if k != "allow_unmatched_keys"})
+    used = {name: e for name, e in embedders.items() if not (isinstance(e, dict) and e.get("type") == "empty")}
+    if len(used) != 1:
+        raise OptionsError(f"{source}: expected one character embedder in model.text_field_embedder "
+                           f"(besides empty ones), found {sorted(used)}")
+    name, embedder = next(iter(used.items()))
+    where = f"model.text_field_embedder.{name}"
+    if not isinstance(embedder, dict) or embedder.get("type") != "character_encoding":
+        raise OptionsError(f"{source}: {where} must be a 'character_encoding' embedder, found "
+                           f"{embedder.get('type') if isinstance(embedder, dict) else embedder!r}")
+    _check_indexer(config, name, source)
+    embedding = _section(embedder, "embedding", source, where)
+    encoder = _section(embedder, "encoder", source, where)
+    if encoder.get("type") != "cnn-highway":
+        raise OptionsError(f"{source}: {where}.encoder type {encoder.get('type')!r} is not supported "
+                           "(expected 'cnn-highway')")
+    n_chars = embedding.get("num_embeddings", 262)
+    if n_chars != 262:
+        raise OptionsError(f"{source}: {where}.embedding.num_embeddings must be 262 (ELMo characters), found {n_chars!r}")
+    location = encoder.get("projection_location", "after_highway")
+    if location != "after_highway":
+        raise OptionsError(f"{source}: {where}.encoder.projection_location {location!r} is not supported "
+                           "(expected 'after_highway')")
+    char_dim = _get(embedding, "embedding_dim", source, f"{where}.embedding")
+    if encoder.get("embedding_dim", char_dim) != char_dim:
+        raise OptionsError(f"{source}: {where}.encoder.embedding_dim ({encoder['embedding_dim']}) differs from "
+                           f"{where}.embedding.embedding_dim ({char_dim})")
+    context = _section(model, "contextualizer", source, "model")
+    if context.get("type") != CONTEXTUALIZER_TYPE:
+        raise OptionsError(f"{source}: model.contextualizer type {context.get('type')!r} is not supported "
+                           f"(expected {CONTEXTUALIZER_TYPE!r})")
+    input_dim = _get(context, "input_dim", source, "model.contextualizer")
+    projection_dim = _get(encoder, "projection_dim", source, f"{where}.encoder")
+    if projection_dim != input_dim:
+        raise OptionsError(f"{source}: {where}.encoder.projection_dim ({projection_dim}) must equal "
+                           f"model.contextualizer.input_dim ({input_dim})")
+    try:
+        filters = tuple((int(w), int(n)) for w, n in _get(encoder, "filters", source, f"{where}.encoder"))
+    except (TypeError, ValueError):
+        raise OptionsError(f"{source}: {where}.encoder.filters must be a list of [width, count] pairs") from None
+    try:
+        options = TransformerOptions(
+            input_dim=input_dim, hidden_dim=_get(context, "hidden_dim", source, "model.contextualizer"),
+            n_layers=_get(context, "num_layers", source, "model.contextualizer"), filters=filters,
+            char_embedding_dim=char_dim, n_highway=_get(encoder, "num_highway", source, f"{where}.encoder"),
+            n_heads=ALLENNLP_HEADS, activation=encoder.get("activation", "relu"),
+            layer_norm=bool(encoder.get("do_layer_norm", False)), extra=copy.deepcopy(config))
+    except OptionsError as err:
+        raise OptionsError(f"{source}: {err}") from None
+    return options, name
+
+
+def _check_indexer(config: Dict[str, Any], name: str, source: str) -> None:
+    """The characters must have been indexed as ELMo's (byte ids + 1), the ids spacy-elmo makes."""
+    reader = config.get("dataset_reader")
+    if isinstance(reader, dict) and reader.get("type") == "multiprocess":
+        reader = reader.get("base_reader")
+    indexers = reader.get("token_indexers") if isinstance(reader, dict) else None
+    indexer = indexers.get(name) if isinstance(indexers, dict) else None
+    if isinstance(indexer, dict) and indexer.get("type") != "elmo_characters":
+        raise OptionsError(f"{source}: dataset_reader.token_indexers.{name} has type {indexer.get('type')!r}; "
+                           "only 'elmo_characters' ids are supported")
+
+
+@dataclass
+class _Entry:
+    """One archive tensor: the concatenation (dim 0) of our parameters, each times its sign."""
+
+    key: str
+    parts: List[Tuple[torch.Tensor, float]]
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        first = tuple(self.parts[0][0].shape)
+        return (sum(p.shape[0] for p, _ in self.parts), *first[1:])
+
+    def dump(self) -> torch.Tensor:
+        return torch.cat([p.detach().to("cpu", torch.float32) * sign for p, sign in self.parts])
+
+    def load(self, tensor: torch.Tensor) -> None:
+        pieces = tensor.split([p.shape[0] for p, _ in self.parts])
+        for (param, sign), piece in zip(self.parts, pieces):
+            param.copy_(piece * sign)
+
+
+def _entries(bilm: TransformerBiLM, embedder_name: str) -> Iterator[_Entry]:
+    """Our parameters under AllenNLP's names. AllenNLP's highway layer is one Linear whose second
+    half makes the gate g of y = g x + (1 - g) f(x); ours gates f(x), hence the negated half."""
+
+    def plain(key: str, module: torch.nn.Module, names: Tuple[str, ...] = ("weight", "bias")) -> Iterator[_Entry]:
+        for attr in names:
+            yield _Entry(f"{key}.{attr}", [(getattr(module, attr), 1.0)])
+
+    prefix = f"_text_field_embedder.token_embedder_{embedder_name}."
+    encoder = bilm.char_cnn
+    yield _Entry(f"{prefix}_embedding._module.weight", [(encoder.cnn.embedding.weight, 1.0)])
+    for i, conv in enumerate(encoder.cnn.convs):
+        yield from plain(f"{prefix}_encoder._module.char_conv_{i}", conv)
+    for k, highway in enumerate(encoder.cnn.highways):
+        for attr in ("weight", "bias"):
+            yield _Entry(f"{prefix}_encoder._module._highways._layers.{k}.{attr}",
+                         [(getattr(highway.transform, attr), 1.0), (getattr(highway.carry, attr), -1.0)])
+    yield from plain(f"{prefix}_encoder._module._projection", encoder.projection)
+    if bilm.options.layer_norm:
+        yield from plain(f"{prefix}_encoder._module._layer_norm", encoder.norm, ("gamma", "beta"))
+    for direction, lm in (("_forward_transformer", bilm.forward_lm), ("_backward_transformer", bilm.backward_lm)):
+        for i, layer in enumerate(lm.layers):
+            key = f"{CONTEXT_PREFIX}{direction}.layers.{i}"
+            for j, linear in enumerate((layer.query, layer.key, layer.value, layer.output)):
+                yield from plain(f"{key}.self_attn.linears.{j}", linear)
+            yield from plain(f"{key}.feed_forward.w_1", layer.feed_forward_in)
+            yield from plain(f"{key}.feed_forward.w_2", layer.feed_forward_out)
+            yield from plain(f"{key}.sublayer.0.norm", layer.attention_norm, ("gamma", "beta"))
+            yield from plain(f"{key}.sublayer.1.norm", layer.feed_forward_norm, ("gamma", "beta"))
+        yield from plain(f"{CONTEXT_PREFIX}{direction}.norm", lm.norm, ("gamma", "beta"))
+
+
+def assign_state(bilm: TransformerBiLM, state: Dict[str, torch.Tensor], embedder_name: str, source: str) -> None:
+    """Copy an AllenNLP state dict into `bilm`, after checking every name, shape and value.
+
+    Tensors outside the char embedder and the contextualizer (the softmax, the loss average) are
+    not part of the biLM and are ignored.
+    """
+    entries = list(_entries(bilm, embedder_name))
+    options = bilm.options
+    described = (f"(config: {options.n_layers} layers, input_dim {options.input_dim}, hidden_dim "
+                 f"{options.hidden_dim}, {options.n_highway} highway, {len(options.filters)} filters)")
+    for entry in entries:
+        if entry.key not in state:
+            raise WeightsError(f"{source}: missing weight '{entry.key}' {described}")
+        found = tuple(state[entry.key].shape)
+        if found != entry.shape:
+            raise WeightsError(f"{source}: weight '{entry.key}' has shape {found}, expected {entry.shape} {described}")
+        if not torch.isfinite(state[entry.key]).all():
+            raise WeightsError(f"{source}: weight '{entry.key}' contains NaN or infinite values")
+    prefix = f"_text_field_embedder.token_embedder_{embedder_name}."
+    known = {entry.key for entry in entries} | {POSITION_KEY}
+    unexpected = sorted(k for k in state if k.startswith((prefix, CONTEXT_PREFIX)) and k not in known)
+    if unexpected:
+        raise WeightsError(f"{source}: weights {unexpected[:5]} are not in a model with this config {described}: "
+                           "config and weights disagree")
+    _check_positions(state.get(POSITION_KEY), options.input_dim, source)
+    with torch.no_grad():
+        for entry in entries:
+            entry.load(state[entry.key].to(torch.float32))
+
+
+def _check_positions(table: Optional[torch.Tensor], dim: int, source: str) -> None:
+    """The stored position table must be the sinusoid spacy-elmo computes (it is a buffer, not trained)."""
+    if table is None:
+        return
+    if table.dim() != 3 or table.shape[0] != 1 or table.shape[2] != dim:
+        raise WeightsError(f"{source}: '{POSITION_KEY}' has shape {tuple(table.shape)}, expected (1, n, {dim})")
+    expected = sinusoid_positions(table.shape[1], dim, torch.device("cpu"))
+    if not torch.allclose(table[0].to(torch.float32), expected, atol=1e-4):
+        raise WeightsError(f"{source}: '{POSITION_KEY}' is not the sinusoidal position table this model computes")
+
+
+def config_from_options(options: TransformerOptions) -> Dict[str, Any]:
+    """An AllenNLP config for `options`: the loaded archive's config with its architecture replaced,
+    or a minimal language_model config."""
+    if options.n_heads != ALLENNLP_HEADS:
+        raise OptionsError(f"AllenNLP's transformer biLM has {ALLENNLP_HEADS} attention heads; a model with "
+                           f"n_heads={options.n_heads} cannot be written as an AllenNLP archive")
+    config = copy.deepcopy(options.extra) if "model" in options.extra else {
+        "dataset_reader": {"type": "simple_language_modeling", "tokenizer": {"type": "just_spaces"},
+                           "token_indexers": {"tokens": {"type": "single_id"},
+                                              EMBEDDER_NAME: {"type": "elmo_characters"}},
+                           "start_tokens": ["<S>"], "end_tokens": ["</S>"]},
+        "model": {},
+    }
+    model = config["model"]
+    embedders = model.get("text_field_embedder", {}).get("token_embedders", {})
+    name = next((k for k, v in embedders.items() if not (isinstance(v, dict) and v.get("type") == "empty")),
+                EMBEDDER_NAME)
+    model.update({
+        "type": "language_model",
+        "bidirectional": True,
+        "text_field_embedder": {"token_embedders": {
+            name: {"type": "character_encoding",
+                   "embedding": {"num_embeddings": 262, "embedding_dim": options.char_embedding_dim},
+                   "encoder": {"type": "cnn-highway", "activation": options.activation,
+                               "embedding_dim": options.char_embedding_dim,
+                               "filters": [list(f) for f in options.filters], "num_highway": options.n_highway,
+                               "projection_dim": options.input_dim, "projection_location": "after_highway",
+                               "do_layer_norm": options.layer_norm}},
+            "tokens": {"type": "empty"}}},
+        "contextualizer": {**model.get("contextualizer", {}), "type": CONTEXTUALIZER_TYPE,
+                           "input_dim": options.input_dim, "hidden_dim": options.hidden_dim,
+                           "num_layers": options.n_layers},
+    })
+    model["contextualizer"].pop("return_all_layers", None)
+    return config
+
+
+def write_archive(bilm: TransformerBiLM, path: PathLike, vocabulary_dir: Optional[PathLike] = None,
+                  extra_state: Optional[Dict[str, torch.Tensor]] = None) -> Path:
+    """Write `bilm` as an AllenNLP model archive: a folder, or a tar.gz when `path` ends in .tar.gz/.tgz.
+
+    `extra_state` adds tensors that are not part of the biLM (a trainer's softmax), `vocabulary_dir`
+    the softmax vocabulary; without them AllenNLP can embed with the archive but not train on.
+    The archive appears complete or not at all.
+    """
+    path = Path(path)
+    config = config_from_options(bilm.options)
+    name = next(k for k, v in config["model"]["text_field_embedder"]["token_embedders"].items()
+                if v.get("type") != "empty")
+    state = {entry.key: entry.dump() for entry in _entries(bilm, name)}
+    state[POSITION_KEY] = sinusoid_positions(ALLENNLP_MAX_POSITIONS, bilm.options.input_dim,
+                                             torch.device("cpu")).unsqueeze(0)
+    state.update(extra_state or {})
+    as_tar = path.name.endswith((".tar.gz", ".tgz"))
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=parent) as tmp:
+        folder = Path(tmp) / "archive"
+        folder.mkdir()
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf8")
+        torch.save(state, folder / WEIGHTS_NAME)
+        if vocabulary_dir is not None:
+            shutil.copytree(vocabulary_dir, folder / VOCABULARY_NAME)
+        else:
+            (folder / VOCABULARY_NAME).mkdir()
+            (folder / VOCABULARY_NAME / "non_padded_namespaces.txt").write_text("*tags\n*labels\n", encoding="utf8")
+        if as_tar:
+            staged = Path(tmp) / "model.tar.gz"
+            with tarfile.open(staged, "w:gz") as tar:
+                for item in sorted(folder.iterdir()):
+                    tar.add(item, arcname=item.name)
+        else:
+            staged = folder
+            if path.is_dir() and any(path.iterdir()):
+                raise WeightsError(f"cannot write the archive folder {path}: it exists and is not empty")
+        os.replace(staged, path)
+    return path
