@@ -1,6 +1,7 @@
 """Throughput and peak memory of the biLM against a per-time-step baseline (see README.md here).
 
     python benchmarks/bench_bilm.py [--sentences 2000] [--original-sentences 500] [--out results.json]
+    python benchmarks/bench_bilm.py --sizes original,transformer   # transformer ELMo: ours only, no baseline
 
 Each (model size, implementation, batch size) runs in a fresh subprocess so its peak RSS is its own.
 The baseline shares our module's weights and does the same math the straightforward way, as the
@@ -26,12 +27,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
 from spacy_elmo.bilm.lstm_bilm import BiLM  # noqa: E402
 from spacy_elmo.bilm.char_cnn import PADDING_ID  # noqa: E402
 from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
 from spacy_elmo.bilm.embedder import Embedder, length_batches  # noqa: E402
 from spacy_elmo.bilm.lstm import BiLstmLayer  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
+from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
@@ -40,6 +43,8 @@ SIZES = {
     "medium": dict(lstm_dim=2048, projection_dim=256, n_highway=1),
     "original": dict(lstm_dim=4096, projection_dim=512, n_highway=2),
 }
+TRANSFORMER_SIZES = {"transformer": dict(input_dim=512, hidden_dim=2048, n_layers=6, n_highway=2, n_heads=8)}
+LARGE_SIZES = ("original", "transformer")
 
 
 def read_conllu(path: Path, limit: int) -> List[List[str]]:
@@ -60,8 +65,11 @@ def read_conllu(path: Path, limit: int) -> List[List[str]]:
     return sentences
 
 
-def random_bilm(size: str) -> BiLM:
+def random_bilm(size: str) -> ContextualBiLM:
     torch.manual_seed(0)
+    if size in TRANSFORMER_SIZES:
+        options = TransformerOptions(filters=PUBLISHED_FILTERS, char_embedding_dim=16, **TRANSFORMER_SIZES[size])
+        return TransformerBiLM(options).eval()
     options = ElmoOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, **SIZES[size])
     return BiLM(options).eval()
 
@@ -112,19 +120,35 @@ def baseline_layers(bilm: BiLM, sentences: Sequence[Sequence[str]]) -> torch.Ten
     return result[:, torch.argsort(order)]
 
 
-def _ours_flops(options: ElmoOptions, sentences: Sequence[Sequence[str]], batches: List[List[int]],
-                cache_size: int) -> float:
-    """FLOPs (2 per multiply-add) of the matrix products and convolutions our implementation executes:
-    the char CNN on each batch's tokens missing from the Embedder's cache, over the trimmed character
-    width; the LSTM's input, recurrent and cell-projection products on real positions only (padding
-    never reaches them)."""
-    dim, proj, cell = options.char_embedding_dim, options.projection_dim, options.lstm_dim
-    widest = max(w for w, _ in options.filters)
-    dense_cnn = options.n_highway * 2 * (2 * options.n_filters ** 2)
-    if options.n_filters != proj:
-        dense_cnn += 2 * options.n_filters * proj
+def _lstm_flops(options: ElmoOptions, lengths: np.ndarray) -> float:
+    """The LSTM's input, recurrent and cell-projection products on real positions only (padding never
+    reaches them)."""
+    proj, cell = options.projection_dim, options.lstm_dim
     hidden = min(proj, cell)
     per_position = options.n_layers * 2 * (2 * (proj + hidden) * 4 * cell + (2 * cell * proj if proj < cell else 0))
+    return int(lengths.sum()) * per_position
+
+
+def _transformer_flops(options: TransformerOptions, lengths: np.ndarray) -> float:
+    """Both directions' attention projections, scores, weighted sums and feed-forward products, on every
+    padded position of the batch (attention runs on the padded rectangle)."""
+    rows, steps, dim = len(lengths), int(lengths.max()), options.input_dim
+    dense = 2 * 4 * dim * dim + 2 * 2 * dim * options.hidden_dim
+    attention = 2 * 2 * steps * dim
+    return 2 * options.n_layers * rows * steps * (dense + attention)
+
+
+def _ours_flops(options, sentences: Sequence[Sequence[str]], batches: List[List[int]], cache_size: int) -> float:
+    """FLOPs (2 per multiply-add) of the matrix products and convolutions our implementation executes:
+    the char CNN (convolutions, highway, projection) on each batch's tokens missing from the Embedder's
+    cache, over the trimmed character width, then the contextual part of the biLM."""
+    dim = options.char_embedding_dim
+    widest = max(w for w, _ in options.filters)
+    output = options.input_dim if isinstance(options, TransformerOptions) else options.projection_dim
+    dense_cnn = options.n_highway * 2 * (2 * options.n_filters ** 2)
+    if options.n_filters != output or isinstance(options, TransformerOptions):
+        dense_cnn += 2 * options.n_filters * output
+    contextual = _transformer_flops if isinstance(options, TransformerOptions) else _lstm_flops
     cached: set = set()
     total = 0.0
     for group in batches:
@@ -138,7 +162,7 @@ def _ours_flops(options: ElmoOptions, sentences: Sequence[Sequence[str]], batche
         if len(cached) + len(missing) > cache_size:
             cached.clear()
         cached.update(char_batch.tokens[row] for row in missing)
-        total += int(char_batch.lengths.sum()) * per_position
+        total += contextual(options, char_batch.lengths)
     return total
 
 
@@ -257,19 +281,21 @@ def main() -> None:
     bucketed_batch = args.bucketed_baseline_batch
     rows = []
     for size in args.sizes.split(","):
-        print(f"{size}: baseline vs ours max abs diff {check_equal(size):.2e}", flush=True)
-        n = args.original_sentences if size == "original" else args.sentences
+        transformer = size in TRANSFORMER_SIZES
+        if not transformer:
+            print(f"{size}: baseline vs ours max abs diff {check_equal(size):.2e}", flush=True)
+        n = args.original_sentences if size in LARGE_SIZES else args.sentences
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             pair = {}
-            impls = ["baseline", "ours"] + (["baseline-bucketed"] if batch == bucketed_batch else [])
+            impls = ["ours"] if transformer else ["baseline", "ours"] + (["baseline-bucketed"] if batch == bucketed_batch else [])
             for impl in impls:
                 cmd = [sys.executable, __file__, "--worker", size, impl, str(batch), str(n)]
                 pair[impl] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            ours, base = pair["ours"], pair["baseline"]
+            ours, base = pair["ours"], pair.get("baseline")
             row = dict(size=size, batch_size=batch, sentences=ours["sentences"], tokens=ours["tokens"],
-                       ours_tokens_per_s=ours["tokens_per_s"], baseline_tokens_per_s=base["tokens_per_s"],
-                       speedup=ours["tokens_per_s"] / base["tokens_per_s"],
-                       ours_peak_rss_mb=ours["peak_rss_mb"], baseline_peak_rss_mb=base["peak_rss_mb"],
+                       ours_tokens_per_s=ours["tokens_per_s"], baseline_tokens_per_s=base and base["tokens_per_s"],
+                       speedup=base and ours["tokens_per_s"] / base["tokens_per_s"],
+                       ours_peak_rss_mb=ours["peak_rss_mb"], baseline_peak_rss_mb=base and base["peak_rss_mb"],
                        ours_gflop_per_s=ours["gflop_per_s"], matmul_fraction=ours["gflop_per_s"] / rate,
                        other_cpu_share=max(p["other_cpu_share"] for p in pair.values()))
             if "baseline-bucketed" in pair:
@@ -282,11 +308,13 @@ def main() -> None:
           "tok/s | ours peak RSS MB | baseline peak RSS MB | ours GFLOP/s | of matmul rate | other CPU load |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        bucketed = r.get("bucketed_baseline_tokens_per_s")
-        print(f"| {r['size']} | {r['batch_size']} | {r['sentences']} | {r['tokens']} | {r['ours_tokens_per_s']:.0f} "
-              f"| {r['baseline_tokens_per_s']:.0f} | {r['speedup']:.2f}x | {f'{bucketed:.0f}' if bucketed else '-'} "
-              f"| {r['ours_peak_rss_mb']:.0f} | {r['baseline_peak_rss_mb']:.0f} | {r['ours_gflop_per_s']:.1f} "
-              f"| {100 * r['matmul_fraction']:.0f}% | {100 * r['other_cpu_share']:.0f}% |")
+        def cell(key: str, spec: str = ".0f", suffix: str = "") -> str:
+            return "-" if r.get(key) is None else f"{r[key]:{spec}}{suffix}"
+
+        print(f"| {r['size']} | {r['batch_size']} | {r['sentences']} | {r['tokens']} | {cell('ours_tokens_per_s')} "
+              f"| {cell('baseline_tokens_per_s')} | {cell('speedup', '.2f', 'x')} "
+              f"| {cell('bucketed_baseline_tokens_per_s')} | {cell('ours_peak_rss_mb')} | {cell('baseline_peak_rss_mb')} "
+              f"| {cell('ours_gflop_per_s', '.1f')} | {100 * r['matmul_fraction']:.0f}% | {100 * r['other_cpu_share']:.0f}% |")
     if args.out:
         args.out.write_text(json.dumps(dict(matmul_gflop_per_s=rate, matmul_gflop_per_s_after=rate_after,
                                             rows=rows), indent=2) + "\n")
