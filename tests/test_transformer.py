@@ -234,6 +234,10 @@ BAD_ARCHIVES = {
                                    WeightsError, "points outside the archive"),
     "absolute member": (lambda d, t: _tar_with_member(t, "/etc/config.json"), WeightsError, "points outside"),
     "no weights": (lambda d, t: _tar_with_member(t, "config.json"), WeightsError, "no file weights.th"),
+    "truncated tar": (lambda d, t: _file(t / "cut.tar.gz", (TRANSFORMER / "model.tar.gz").read_bytes()[:150_000]),
+                      WeightsError, "unreadable model archive"),
+    "corrupt weights": (lambda d, t: _file(d / WEIGHTS_NAME, b"PK\x03\x04 not a state dict") and d,
+                        WeightsError, "is not a torch state dict"),
     "not a tar": (lambda d, t: _file(t / "model.tar.gz", b"\x1f\x8b not really gzip"),
                   WeightsError, "not a model archive"),
 }

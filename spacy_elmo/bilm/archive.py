@@ -66,26 +66,27 @@ def read_archive(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
 
 
 def _extract(path: Path, target: Path, names: Tuple[str, ...]) -> None:
-    """Copy the regular files `names` out of the tar, refusing any member that points outside it."""
+    """Copy the regular files `names` out of the tar in one pass, refusing the whole archive if any
+    member points outside it."""
+    extracted = set()
     try:
-        with tarfile.open(path, "r:*") as tar:
-            found = {}
-            for member in tar.getmembers():
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
                 name = posixpath.normpath(member.name)
                 if name.startswith("/") or name == ".." or name.startswith("../"):
                     raise WeightsError(f"{path}: member '{member.name}' points outside the archive; refusing "
                                        "to read it (an AllenNLP archive holds only relative paths)")
-                found[name] = member
-            for name in names:
-                member = found.get(name)
-                if member is None or not member.isfile():
-                    raise WeightsError(f"{path}: no file {name} in the archive (an AllenNLP model archive holds "
-                                       f"{CONFIG_NAME}, {WEIGHTS_NAME} and {VOCABULARY_NAME}/)")
-                source = tar.extractfile(member)
-                with source, open(target / name, "wb") as out:
-                    shutil.copyfileobj(source, out)
+                if name in names and member.isfile():
+                    source = tar.extractfile(member)
+                    with source, open(target / name, "wb") as out:
+                        shutil.copyfileobj(source, out)
+                    extracted.add(name)
     except (tarfile.TarError, EOFError, OSError) as err:
         raise WeightsError(f"{path}: unreadable model archive ({err})") from None
+    for name in names:
+        if name not in extracted:
+            raise WeightsError(f"{path}: no file {name} in the archive (an AllenNLP model archive holds "
+                               f"{CONFIG_NAME}, {WEIGHTS_NAME} and {VOCABULARY_NAME}/)")
 
 
 def _read_config(config_file: Path, source: Path) -> Dict[str, Any]:
