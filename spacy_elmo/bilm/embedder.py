@@ -67,6 +67,14 @@ class Embedder:
         return cls(load_any_bilm(options_file=options_file, weight_file=weight_file), **kwargs)
 
     @classmethod
+    def from_pretrained(cls, name: str = "default", cache_dir: Optional[Union[str, Path]] = None,
+                        **kwargs) -> "Embedder":
+        """A published model by name (see spacy_elmo.hub.MODELS), downloaded into the cache once."""
+        from ..hub import resolve_model_files
+
+        return cls.from_files(*resolve_model_files(name, cache_dir=cache_dir), **kwargs)
+
+    @classmethod
     def from_path(cls, path: Union[str, Path], **kwargs) -> "Embedder":
         """From an AllenNLP model archive or a folder with options.json + weights.hdf5."""
         return cls(load_any_bilm(path), **kwargs)

@@ -1,0 +1,361 @@
+"""Published models by name: downloads from a real HTTP server on 127.0.0.1 (reached through
+SPACY_ELMO_MIRROR, serving the fixture model under the `small` entry's paths), the cache, resuming,
+corrupt and failed downloads, concurrent downloads, and every error through the API and the CLI."""
+import dataclasses
+import hashlib
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from spacy_elmo import Embedder, load_bilm
+from spacy_elmo.cli.app import app
+from spacy_elmo.errors import DownloadError, UnknownModelError, WeightsError
+from spacy_elmo.hub import MODELS, cache_root, default_model_files, fetch_model, resolve_model_files
+from spacy_elmo.hub.cache import mirrored
+from spacy_elmo.hub.catalogue import model_names
+
+SMALL = MODELS["small"]
+OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in (SMALL.options, SMALL.weights))
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Storage:
+    """What the test server serves, and a log of what it was asked for."""
+
+    def __init__(self, files):
+        self.files = dict(files)
+        self.log = []
+        self.cut_after = {}
+        self.gates = {}
+        self.lock = threading.Lock()
+
+    def requests_for(self, path):
+        with self.lock:
+            return [rng for p, rng in self.log if p == path]
+
+
+def handler_for(storage):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            with storage.lock:
+                storage.log.append((self.path, self.headers.get("Range")))
+            if self.path in storage.gates:
+                storage.gates[self.path].wait(60)
+            data = storage.files.get(self.path)
+            if data is None:
+                self.send_error(404, "Not Found")
+                return
+            match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
+            start = int(match.group(1)) if match else 0
+            if match:
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            body = data[start:]
+            cut = storage.cut_after.pop(self.path, None)
+            self.wfile.write(body if cut is None else body[:cut])
+
+    return Handler
+
+
+@pytest.fixture
+def fixture_bytes(fixture_dir):
+    return (fixture_dir / "options.json").read_bytes(), (fixture_dir / "lm_weights.hdf5").read_bytes()
+
+
+@pytest.fixture
+def storage(fixture_bytes, tmp_path, monkeypatch):
+    """A server holding the fixture model at the `small` paths; mirror and cache point at it and tmp_path."""
+    store = Storage({OPTIONS_PATH: fixture_bytes[0], WEIGHTS_PATH: fixture_bytes[1]})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(store))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "cache"))
+    yield store
+    for gate in store.gates.values():
+        gate.set()
+    server.shutdown()
+    server.server_close()
+
+
+def cache_listing(tmp_path):
+    return sorted(p.name for p in (tmp_path / "cache" / "small").iterdir()) if (tmp_path / "cache" / "small").exists() else []
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def run_module(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "spacy_elmo", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
+
+
+def test_download_checks_and_caches_then_serves_from_cache_without_a_request(storage, fixture_bytes, tmp_path):
+    options, weights = fetch_model("small", progress=False)
+    assert (options.read_bytes(), weights.read_bytes()) == fixture_bytes
+    assert options.parent == tmp_path / "cache" / "small"
+    assert cache_listing(tmp_path) == ["manifest.json", "options.json", "weights.hdf5"]
+    assert load_bilm(options, weights).options.output_dim == 32
+    assert storage.requests_for(WEIGHTS_PATH) == [None]
+    n_requests = len(storage.log)
+    assert resolve_model_files("small") == (options, weights)
+    assert Embedder.from_pretrained("small").output_dim == 32
+    assert len(storage.log) == n_requests
+
+
+def test_a_dropped_connection_is_resumed_with_a_range_request(storage, fixture_bytes):
+    storage.cut_after[WEIGHTS_PATH] = 200_000
+    _, weights = fetch_model("small", progress=False)
+    first, resumed = storage.requests_for(WEIGHTS_PATH)
+    assert first is None and 0 < int(re.fullmatch(r"bytes=(\d+)-", resumed).group(1)) <= 200_000
+    assert weights.read_bytes() == fixture_bytes[1]
+
+
+def test_a_partial_file_left_by_an_earlier_run_is_resumed(storage, fixture_bytes, tmp_path):
+    directory = tmp_path / "cache" / "small"
+    directory.mkdir(parents=True)
+    (directory / "weights.hdf5.part").write_bytes(fixture_bytes[1][:123_456])
+    _, weights = fetch_model("small", progress=False)
+    assert storage.requests_for(WEIGHTS_PATH) == ["bytes=123456-"]
+    assert weights.read_bytes() == fixture_bytes[1]
+    assert "weights.hdf5.part" not in cache_listing(tmp_path)
+
+
+def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixture_bytes, tmp_path):
+    storage.files[WEIGHTS_PATH] = bytes(len(fixture_bytes[1]))
+    with pytest.raises(DownloadError, match="failed the options/weights check and were removed.*HDF5"):
+        fetch_model("small", progress=False)
+    assert cache_listing(tmp_path) == []
+    storage.files[WEIGHTS_PATH] = fixture_bytes[1]
+    assert fetch_model("small", progress=False)[1].read_bytes() == fixture_bytes[1]
+
+
+def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_path, monkeypatch):
+    """Float data can be corrupted without breaking the HDF5 layout; only a known hash catches that."""
+    digest = hashlib.sha256(fixture_bytes[1]).hexdigest()
+    known = dataclasses.replace(SMALL, weights=dataclasses.replace(SMALL.weights, sha256=digest))
+    monkeypatch.setitem(MODELS, "small", known)
+    damaged = bytearray(fixture_bytes[1])
+    damaged[len(damaged) // 2] ^= 0x01
+    storage.files[WEIGHTS_PATH] = bytes(damaged)
+    with pytest.raises(DownloadError, match="corrupt.*it was removed"):
+        fetch_model("small", progress=False)
+    assert "weights.hdf5" not in cache_listing(tmp_path) and "manifest.json" not in cache_listing(tmp_path)
+    storage.files[WEIGHTS_PATH] = fixture_bytes[1]
+    assert fetch_model("small", progress=False)[1].read_bytes() == fixture_bytes[1]
+
+
+def test_a_known_size_that_the_server_contradicts_is_an_error(storage, monkeypatch):
+    wrong = dataclasses.replace(SMALL, weights=dataclasses.replace(SMALL.weights, size=1000))
+    monkeypatch.setitem(MODELS, "small", wrong)
+    with pytest.raises(DownloadError, match=r"has 450896 bytes, the catalogue expects 1000"):
+        fetch_model("small", progress=False)
+
+
+def test_http_error_names_status_and_address(storage, tmp_path):
+    del storage.files[WEIGHTS_PATH]
+    with pytest.raises(DownloadError, match=rf"HTTP error 404 Not Found for http://127\.0\.0\.1:\d+{re.escape(WEIGHTS_PATH)}"):
+        fetch_model("small", progress=False)
+    assert "manifest.json" not in cache_listing(tmp_path)
+
+
+def test_no_network_says_which_address_and_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
+    with pytest.raises(DownloadError) as err:
+        fetch_model("small", cache_dir=tmp_path, progress=False)
+    message = str(err.value)
+    assert f"cannot reach http://127.0.0.1:9{OPTIONS_PATH}" in message
+    assert "SPACY_ELMO_MIRROR" in message and str(tmp_path / "small" / "options.json") in message
+    assert "object at 0x" not in message
+
+
+def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
+    directory = tmp_path / "small"
+    directory.mkdir()
+    (directory / "options.json").write_bytes((fixture_dir / "options.json").read_bytes())
+    (directory / "weights.hdf5").write_bytes((fixture_dir / "lm_weights.hdf5").read_bytes())
+    assert fetch_model("small", cache_dir=tmp_path, progress=False) == (directory / "options.json",
+                                                                         directory / "weights.hdf5")
+    assert (directory / "manifest.json").is_file()
+
+
+def test_unknown_name_lists_the_names():
+    with pytest.raises(UnknownModelError, match="'smal'.*default, small, medium, original, original-5.5B, pubmed"):
+        resolve_model_files("smal")
+
+
+def test_progress_bar(storage, capsys):
+    fetch_model("small")
+    err = capsys.readouterr().err
+    assert "weights.hdf5" in err and "100%" in err and "440k/440k" in err
+
+
+def test_unwritable_cache_directory(storage, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(DownloadError, match=f"cannot write to the model cache at {re.escape(str(blocker))}"):
+        fetch_model("small", cache_dir=blocker / "cache", progress=False)
+
+
+def test_resolve_model_files_combinations(fixture_dir):
+    options, weights = fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"
+    assert resolve_model_files(options_file=options, weight_file=weights) == (options, weights)
+    assert resolve_model_files() == default_model_files() == resolve_model_files("default")
+    with pytest.raises(WeightsError, match="model name 'small' and also options/weight files"):
+        resolve_model_files("small", options_file=options, weight_file=weights)
+    with pytest.raises(WeightsError, match="got weight_file=.* but no options_file"):
+        resolve_model_files(weight_file=weights)
+
+
+def test_cache_location_and_mirror(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPACY_ELMO_CACHE", raising=False)
+    assert cache_root().name == "spacy-elmo"
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "flag") == tmp_path / "flag"
+    url = SMALL.weights.url
+    monkeypatch.delenv("SPACY_ELMO_MIRROR", raising=False)
+    assert mirrored(url) == url
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "https://mirror.example.org/elmo/")
+    assert mirrored(url) == "https://mirror.example.org/elmo" + urlsplit(url).path
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "mirror.example.org")
+    with pytest.raises(DownloadError, match="SPACY_ELMO_MIRROR='mirror.example.org' is not an address"):
+        mirrored(url)
+
+
+def test_catalogue_entries_are_complete():
+    assert {"default", "small", "medium", "original", "original-5.5B", "pubmed", "portuguese"} <= set(model_names())
+    for model in MODELS.values():
+        for remote in (model.options, model.weights):
+            assert remote.url.startswith("https://") and remote.sha256 is None and remote.size is None
+        assert model.training_data and model.licence and model.sources
+    assert [MODELS[n].output_dim for n in ("small", "medium", "original", "original-5.5B")] == [256, 512, 1024, 1024]
+
+
+def test_two_processes_downloading_one_model_download_it_once(storage, fixture_bytes, tmp_path):
+    """The second process waits on the first one's lock (its stderr says so), then finds the model cached."""
+    gate = storage.gates[WEIGHTS_PATH] = threading.Event()
+    command = [sys.executable, "-m", "spacy_elmo", "download", "small", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    deadline = time.time() + 120
+    while not storage.requests_for(WEIGHTS_PATH) and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert storage.requests_for(WEIGHTS_PATH) == [None]
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    waiting = threading.Event()
+    lines = []
+
+    def read_stderr():
+        for line in second.stderr:
+            lines.append(line)
+            if "waiting for another process" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    assert waiting.wait(120), lines
+    gate.set()
+    out_first, err_first = first.communicate(timeout=120)
+    out_second = second.stdout.read()
+    assert second.wait(120) == 0 and first.returncode == 0, (err_first, lines)
+    reader.join()
+    assert out_first == out_second and "weights.hdf5" in out_first
+    assert storage.requests_for(WEIGHTS_PATH) == [None] and storage.requests_for(OPTIONS_PATH) == [None]
+    assert (tmp_path / "cache" / "small" / "weights.hdf5").read_bytes() == fixture_bytes[1]
+
+
+def test_models_command_shows_what_is_cached(storage, tmp_path):
+    before = cli("models")
+    assert before.exit_code == 0
+    rows = {line.split()[0]: line for line in before.stdout.splitlines()[1:]}
+    assert set(rows) == set(model_names())
+    assert re.search(r"^small\s+256\s+~54 MB\s+no\s", rows["small"])
+    assert cli("download", "small", "--no-progress").exit_code == 0
+    after = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
+    assert re.search(rf"^small\s+256\s+0 MB\s+{re.escape(str(tmp_path / 'cache' / 'small'))}", after["small"])
+
+
+def test_embed_by_model_name(storage, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a few words\n")
+    result = cli("embed", source, tmp_path / "out.hdf5", "--model", "small", "--layers", "top")
+    assert result.exit_code == 0, result.output
+    import h5py
+
+    with h5py.File(tmp_path / "out.hdf5", "r") as f:
+        assert f["0"].shape == (3, 32)
+
+
+def one_error_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("setup,message", [
+    ("unknown", "unknown ELMo model 'smal'; known models: default, small"),
+    ("404", "HTTP error 404 Not Found for http://127.0.0.1"),
+    ("no network", "cannot reach http://127.0.0.1:9/allennlp/models/elmo/.*SPACY_ELMO_MIRROR"),
+    ("corrupt", "failed the options/weights check and were removed"),
+    ("unwritable", "cannot write to the model cache"),
+])
+def test_cli_errors_are_one_line(setup, message, storage, fixture_bytes, tmp_path, monkeypatch):
+    args = ["download", "small", "--no-progress"]
+    if setup == "unknown":
+        args[1] = "smal"
+    elif setup == "404":
+        del storage.files[OPTIONS_PATH]
+    elif setup == "no network":
+        monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
+    elif setup == "corrupt":
+        storage.files[OPTIONS_PATH] = b"{not json"
+    elif setup == "unwritable":
+        (tmp_path / "a-file").write_text("")
+        args += ["--dir", tmp_path / "a-file" / "cache"]
+    result = cli(*args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert re.search(message, one_error_line(result.stderr)), result.stderr
+    assert "manifest.json" not in cache_listing(tmp_path)
+
+
+def _file_size_limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+
+def test_disk_full_through_the_cli(storage, tmp_path):
+    """RLIMIT_FSIZE makes writes past 300 kB fail with EFBIG, as a full disk fails them with ENOSPC."""
+    result = run_module("download", "small", "--no-progress", preexec_fn=_file_size_limit)
+    assert result.returncode == 1
+    assert "disk full while writing" in one_error_line(result.stderr)
+    assert cache_listing(tmp_path) == ["options.json", "weights.hdf5.part"]
+    assert (tmp_path / "cache" / "small" / "weights.hdf5.part").stat().st_size == 300_000
+
+
+def test_download_through_python_m_prints_the_files(storage, tmp_path):
+    result = run_module("download", "small")
+    assert result.returncode == 0, result.stderr
+    directory = tmp_path / "cache" / "small"
+    assert result.stdout.split() == ["small:", str(directory / "options.json"), str(directory / "weights.hdf5")]
+    assert "100%" in result.stderr
