@@ -17,6 +17,10 @@ class InputError(ElmoError):
     """Text or token input that cannot be embedded."""
 
 
+class OutputError(ElmoError):
+    """An output that cannot be written safely: it exists, it is an input, or its directory is not writable."""
+
+
 class UnknownModelError(ElmoError):
     """A model name that is not in the catalogue of published models."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from .boundary import DEBUG_ENV, ElmoTyper
-from .params import choice, filters as check_filters, given, number, parse_filters, plural, split_list
+from .params import at_least, choice, filters as check_filters, given, number, parse_filters, plural, split_list
 
 app = ElmoTyper(name="elmo", help="ELMo biLMs: embed text, build vocabularies, pretrain, evaluate, export. "
                 f"Errors are one line; set {DEBUG_ENV}=1 for the traceback.",
@@ -20,9 +20,9 @@ def prepare_command(
                             help="raw (running text), lines (one raw sentence per line) or tokens"),
     lang: str = typer.Option("en", help="spaCy language whose tokenizer and sentencizer split raw text"),
     gutenberg: bool = typer.Option(False, help="Keep only the text between Project Gutenberg START/END markers"),
-    n_shards: int = typer.Option(20, min=1, help="Number of shard files (at least the number of training processes)"),
-    n_process: int = typer.Option(1, min=1, help="Tokenising processes"),
-    seed: int = typer.Option(0, min=0),
+    n_shards: int = typer.Option(20, callback=at_least(1), help="Number of shard files (at least the number of training processes)"),
+    n_process: int = typer.Option(1, callback=at_least(1), help="Tokenising processes"),
+    seed: int = typer.Option(0, callback=at_least(0)),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory"),
 ) -> None:
     """Tokenise text once into shuffled shards of one sentence per line, the input of `vocab` and `pretrain`."""
@@ -41,8 +41,8 @@ def prepare_command(
 def vocab_command(
     inputs: list[str] = typer.Argument(..., help="Tokenised text: files, directories or globs"),
     output: str = typer.Option(..., "--output", "-o", help="Vocabulary file to write"),
-    max_size: int = typer.Option(50_000, min=4, help="Vocabulary size including <S>, </S>, <UNK>"),
-    min_count: int = typer.Option(1, min=1, help="Drop tokens seen fewer times"),
+    max_size: int = typer.Option(50_000, callback=at_least(4), help="Vocabulary size including <S>, </S>, <UNK>"),
+    min_count: int = typer.Option(1, callback=at_least(1), help="Drop tokens seen fewer times"),
     fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
     lang: str = typer.Option("en"),
 ) -> None:
@@ -60,41 +60,45 @@ def vocab_command(
 
 @app.command("pretrain")
 def pretrain_command(
+    ctx: typer.Context,
     train: list[str] = typer.Argument(None, help="Training text (shards): files, directories or globs"),
     output: str = typer.Option(..., "--output", "-o", help="Run directory (checkpoint, log, plot)"),
     vocab: str = typer.Option(None, help="Vocabulary file (from `vocab`)"),
     resume: bool = typer.Option(False, help="Continue the run in --output exactly where its checkpoint stopped"),
     overwrite: bool = typer.Option(False, help="Replace the run already in --output (default: refuse)"),
-    init_from: str = typer.Option(None, help="Start from a run directory, checkpoint or export (same vocabulary)"),
+    init_from: str = typer.Option(None, help="Start from a run directory, checkpoint or export (same vocabulary), "
+                                                "or a published model by name (see `models`)"),
     heldout: str = typer.Option("", help="Comma-separated held-out files/dirs to evaluate at the end"),
     fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
     lang: str = typer.Option("en"),
-    lstm_dim: int = typer.Option(512, min=1),
-    projection_dim: int = typer.Option(128, min=1),
-    n_layers: int = typer.Option(2, min=1),
+    lstm_dim: int = typer.Option(512, callback=at_least(1)),
+    projection_dim: int = typer.Option(128, callback=at_least(1)),
+    n_layers: int = typer.Option(2, callback=at_least(1)),
     filters: str = typer.Option("1:32,2:32,3:64,4:128,5:256", callback=check_filters,
                                 help="width:count pairs of the char CNN"),
-    char_dim: int = typer.Option(16, min=1),
-    n_highway: int = typer.Option(1, min=0),
+    char_dim: int = typer.Option(16, callback=at_least(1)),
+    n_highway: int = typer.Option(1, callback=at_least(0)),
     dropout: float = typer.Option(0.1, callback=number(0, 1, low_open=False, high_open=True)),
-    batch_size: int = typer.Option(64, min=1),
-    unroll_steps: int = typer.Option(20, min=1),
-    n_negative_samples: int = typer.Option(8192, min=1),
+    batch_size: int = typer.Option(64, callback=at_least(1)),
+    unroll_steps: int = typer.Option(20, callback=at_least(1)),
+    n_negative_samples: int = typer.Option(8192, callback=at_least(1)),
     optimizer: str = typer.Option("adagrad", callback=choice("adagrad", "adam"), help="adagrad (bilm-tf) or adam"),
     learning_rate: float = typer.Option(0.2, callback=number()),
     clip_norm: float = typer.Option(10.0, callback=number()),
-    max_steps: int = typer.Option(0, min=0, help="Stop after this many steps (0: no limit)"),
+    max_steps: int = typer.Option(0, callback=at_least(0), help="Stop after this many steps (0: no limit)"),
     max_minutes: float = typer.Option(0.0, callback=number(zero_ok=True),
                                       help="Stop cleanly after this much training time (0: no limit)"),
-    checkpoint_every: int = typer.Option(1000, min=1),
+    checkpoint_every: int = typer.Option(1000, callback=at_least(1)),
     checkpoint_minutes: float = typer.Option(5.0, callback=number()),
-    log_every: int = typer.Option(10, min=1),
-    eval_batch_size: int = typer.Option(64, min=1),
-    seed: int = typer.Option(0, min=0),
-    threads: int = typer.Option(0, min=0, help="torch threads (0: torch's default)"),
+    log_every: int = typer.Option(10, callback=at_least(1)),
+    eval_batch_size: int = typer.Option(64, callback=at_least(1)),
+    seed: int = typer.Option(0, callback=at_least(0)),
+    threads: int = typer.Option(0, callback=at_least(0), help="torch threads (0: torch's default)"),
 ) -> None:
     """Train a biLM the bilm-tf way; Ctrl-C saves a checkpoint. Works under `torchrun --nproc_per_node N`."""
+    import signal
     from dataclasses import replace
+    from pathlib import Path
 
     from ..training.trainer import TrainConfig, load_checkpoint, run_config, train as run
 
@@ -110,7 +114,7 @@ def pretrain_command(
         raise typer.BadParameter("--resume continues the run in --output and --overwrite replaces it: pass one")
     if resume:
         names = {"char_dim": "char_embedding_dim"}
-        changed = given([p for p in pretrain_command.__wrapped__.__code__.co_varnames[:30] if p not in ("resume", "overwrite")])
+        changed = [p for p in given(ctx) if p not in ("resume", "output")]
         config = replace(run_config(load_checkpoint(output), Path(output)),
                          **{names.get(p, p): settings[names.get(p, p)] for p in changed})
     else:
@@ -121,7 +125,7 @@ def pretrain_command(
     if "interrupted" in record:
         typer.echo(f"interrupted ({record['interrupted']}) at step {record['step']}: checkpoint saved in {output}; "
                    f"continue with `pretrain -o {output} --resume`", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(128 + signal.Signals[record["interrupted"]])
     typer.echo(record)
 
 
@@ -129,9 +133,9 @@ def pretrain_command(
 def evaluate_command(
     run_dir: str = typer.Argument(..., help="Run directory or checkpoint file"),
     heldout: list[str] = typer.Argument(..., help="Held-out tokenised text: files, directories or globs"),
-    batch_size: int = typer.Option(64),
-    fmt: str = typer.Option(None, "--format", help="Text format (default: the run's)"),
-    threads: int = typer.Option(0),
+    batch_size: int = typer.Option(64, callback=at_least(1)),
+    fmt: str = typer.Option(None, "--format", callback=choice(*FORMATS), help="Text format (default: the run's)"),
+    threads: int = typer.Option(0, callback=at_least(0)),
 ) -> None:
     """Held-out perplexity with the full softmax (exp of the mean forward/backward loss)."""
     import json
@@ -154,13 +158,14 @@ def export_command(
     run_dir: str = typer.Argument(..., help="Run directory or checkpoint file"),
     output: str = typer.Argument(..., help="Directory for options.json, weights.hdf5, vocab.txt"),
     with_softmax: bool = typer.Option(False, help="Also write softmax.pt, needed only to continue training"),
+    overwrite: bool = typer.Option(False, help="Replace an existing output directory"),
 ) -> None:
-    """Export a trained biLM in the official AllenNLP/bilm-tf layout."""
+    """Export a trained biLM in the official AllenNLP/bilm-tf layout (with a checksum that loading verifies)."""
     from pathlib import Path
 
     from ..training.trainer import export
 
-    typer.echo(f"exported to {export(Path(run_dir), Path(output), with_softmax)}")
+    typer.echo(f"exported to {export(Path(run_dir), Path(output), with_softmax, overwrite)}")
 
 
 @app.command("embed")
@@ -174,8 +179,9 @@ def embed_command(
                                                      "(see `models`); downloaded into the cache once"),
     archive: str = typer.Option(None, help="Instead of the two files: an AllenNLP model archive (transformer "
                                            "ELMo model.tar.gz or its folder) or a folder with options.json + weights.hdf5"),
-    layers: str = typer.Option("all", help="all: (L, n, D) per line (L = biLM layers + 1); top or average: (n, D)"),
-    batch_size: int = typer.Option(64, min=1, help="Sentences per forward pass"),
+    layers: str = typer.Option("all", callback=choice("all", "top", "average"),
+                               help="all: (L, n, D) per line (L = biLM layers + 1); top or average: (n, D)"),
+    batch_size: int = typer.Option(64, callback=at_least(1), help="Sentences per forward pass"),
     stateful: bool = typer.Option(False, help="Carry LSTM state from batch to batch in file order, as "
                                               "`allennlp elmo` did (default: every line independent)"),
 ) -> None:
@@ -183,23 +189,20 @@ def embed_command(
     from ..bilm.embedder import Embedder
     from ..hub import resolve_model_files
     from ..errors import ElmoError
-    from .embed_file import embed_file
+    from .embed_file import check_output, embed_file
 
-    try:
-        if archive is not None and (options_file is not None or weight_file is not None):
-            raise ElmoError("pass --archive, or --options-file and --weight-file, not both")
-        if (options_file is None) != (weight_file is None):
-            raise ElmoError("pass both --options-file and --weight-file, or neither for the bundled model")
-        if archive is not None:
-            embedder = Embedder.from_path(archive, batch_size=batch_size, stateful=stateful)
-        else:
-            options_file, weight_file = resolve_model_files(model, options_file, weight_file)
-            embedder = Embedder.from_files(options_file, weight_file, batch_size=batch_size, stateful=stateful)
-        count = embed_file(embedder, input_file, output_file, layers)
-    except ElmoError as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"{count} sentences -> {output_file}", err=True)
+    if archive is not None and (options_file is not None or weight_file is not None):
+        raise ElmoError("pass --archive, or --options-file and --weight-file, not both")
+    if (options_file is None) != (weight_file is None):
+        raise ElmoError("pass both --options-file and --weight-file, or neither for the bundled model")
+    check_output(output_file, [input_file, options_file, weight_file, archive])
+    if archive is not None:
+        embedder = Embedder.from_path(archive, batch_size=batch_size, stateful=stateful)
+    else:
+        options_file, weight_file = resolve_model_files(model, options_file, weight_file)
+        embedder = Embedder.from_files(options_file, weight_file, batch_size=batch_size, stateful=stateful)
+    count = embed_file(embedder, input_file, output_file, layers)
+    typer.echo(f"{plural(count, 'sentence')} -> {output_file}", err=True)
 
 
 @app.command("download")
@@ -210,14 +213,9 @@ def download_command(
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
     """Fetch a published ELMo model into the cache (resumable, checked); instant once cached."""
-    from ..errors import ElmoError
     from ..hub import resolve_model_files
 
-    try:
-        options_file, weight_file = resolve_model_files(name, cache_dir=cache_dir, progress=progress)
-    except ElmoError as err:
-        typer.echo(f"Error: {err}", err=True)
-        raise typer.Exit(1)
+    options_file, weight_file = resolve_model_files(name, cache_dir=cache_dir, progress=progress)
     typer.echo(f"{name}: {options_file} {weight_file}")
 
 

@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
+from ..atomic import AtomicOutput, refuse_inputs, remove_stale
 from ..bilm.embedder import Embedder
-from ..errors import InputError
+from ..errors import InputError, OutputError
 
 LAYER_CHOICES = ("all", "top", "average")
 STDIN = "-"
@@ -52,6 +51,15 @@ def select_layers(layers: np.ndarray, which: str) -> np.ndarray:
     raise InputError(f"layers must be one of {LAYER_CHOICES}, found {which!r}")
 
 
+def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]]) -> None:
+    """Refuse, before the model is loaded, an output that is a directory or one of the inputs."""
+    output = Path(output)
+    refuse_inputs(output, [p for p in inputs if p is not None], "output file")
+    if output.is_dir():
+        raise OutputError(f"output file {output} is a directory; give a file name, e.g. {output / 'elmo.hdf5'}")
+    remove_stale(output)
+
+
 def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
                progress: bool = True) -> int:
     """Embed every line of `source` (tokens split on whitespace) into `output`; returns the line count.
@@ -66,15 +74,11 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
     if layers not in LAYER_CHOICES:
         raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
     lines = read_lines(source)
-    output = Path(output)
-    try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent or ".")
-        os.close(handle)
-    except OSError as err:
-        raise InputError(f"cannot write the output file {output}: {err.strerror or err}") from None
-    try:
-        sentence_to_index: Dict[str, int] = {}
-        with h5py.File(tmp_name, "w") as f:
+    check_output(output, [source])
+    sentence_to_index: Dict[str, int] = {}
+    with AtomicOutput(output, flag="output file") as staging, open(staging.path, "w+b") as handle:
+        # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
+        with h5py.File(handle, "w") as f:
             vectors = embedder.embed_sentences(line.split() for line in lines)
             bar = tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress)
             for i, (line, array) in enumerate(zip(lines, vectors)):
@@ -84,10 +88,4 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
             bar.close()
             index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index, ensure_ascii=False)
-        os.replace(tmp_name, output)
-    except OSError as err:
-        raise InputError(f"cannot write the output file {output}: {err}") from None
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return len(lines)

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from ..atomic import AtomicOutput
 from ..bilm.char_ids import BOS, EOS
 from ..errors import InputError
 from .vocab import Vocab
@@ -57,7 +58,10 @@ def expand_paths(paths: Iterable[PathLike]) -> List[Path]:
 def read_text(path: PathLike) -> str:
     """A file's text; empty, binary and non-UTF-8 files are errors that name the file."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the text file ({err.strerror or err})") from None
     if not data.strip():
         raise InputError(f"{path}: the file is empty")
     if b"\x00" in data:
@@ -158,19 +162,19 @@ def tokenize_files(inputs: Sequence[PathLike], fmt: str = "raw", lang: str = "en
 
 
 def write_shards(lines: List[str], out_dir: PathLike, n_shards: int = 20, seed: int = 0,
-                 prefix: str = "shard") -> List[Path]:
-    """Shuffle sentence lines and deal them into shards, so every streamed shard mixes all sources."""
+                 prefix: str = "shard", overwrite: bool = False) -> List[Path]:
+    """Shuffle sentence lines and deal them into shards, so every streamed shard mixes all sources.
+    The directory appears with all its shards or not at all; `overwrite` replaces an existing one."""
     if not lines:
         raise InputError(f"no sentences to write to {out_dir}")
     lines = list(lines)
     random.Random(seed).shuffle(lines)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     n_shards = max(1, min(n_shards, len(lines)))
-    paths = [out / f"{prefix}-{k:05d}.txt" for k in range(n_shards)]
-    for k, path in enumerate(paths):
-        path.write_text("\n".join(lines[k::n_shards]) + "\n", encoding="utf8")
-    return paths
+    names = [f"{prefix}-{k:05d}.txt" for k in range(n_shards)]
+    with AtomicOutput(out_dir, is_dir=True, overwrite=overwrite) as staging:
+        for k, name in enumerate(names):
+            (staging.path / name).write_text("\n".join(lines[k::n_shards]) + "\n", encoding="utf8")
+    return [Path(out_dir) / name for name in names]
 
 
 class SentenceStream:
@@ -239,16 +243,28 @@ class SentenceStream:
         self._refill()
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "queue": list(self.queue), "current": self.current,
+        """The position, with shards as indices into `shards`, so a moved or copied run resumes."""
+        where = {path: i for i, path in enumerate(self.shards)}
+        return {"rng": self.rng.bit_generator.state, "queue": [where[p] for p in self.queue],
+                "current": None if self.current is None else where[self.current],
                 "order_seed": self.order_seed, "pos": self.pos, "epoch": self.epoch, "epoch_tokens": self.epoch_tokens}
+
+    def _shard(self, saved: Union[int, str]) -> str:
+        """A shard of a saved position: an index, or a path in checkpoints made before indices."""
+        if isinstance(saved, int) and 0 <= saved < len(self.shards):
+            return self.shards[saved]
+        if saved in self.shards:
+            return str(saved)
+        raise InputError(f"the checkpoint's position names shard {saved!r}, which is not among the "
+                         f"{len(self.shards)} training files now found; resume with the run's training files")
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
-        self.queue = list(state["queue"])
+        self.queue = [self._shard(s) for s in state["queue"]]
         self.epoch, self.epoch_tokens = state["epoch"], state["epoch_tokens"]
         self.current, self._sentences = None, []
         if state["current"] is not None:
-            self._load(state["current"], state["order_seed"])
+            self._load(self._shard(state["current"]), state["order_seed"])
         self.pos = state["pos"]
 
 

@@ -26,9 +26,10 @@ from ..bilm.char_ids import token_to_ids
 from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import BiLM
 from ..bilm.options import ElmoOptions
+from ..atomic import AtomicOutput, Interrupted, atomic_write_text, refuse_inputs
 from ..bilm.weights import load_bilm, save_bilm
-from ..errors import InputError
-from .corpus import PackedBatches, SentenceStream, expand_paths
+from ..errors import InputError, OutputError
+from .corpus import FORMATS, PackedBatches, SentenceStream, expand_paths
 from .softmax import Softmax
 from .vocab import Vocab
 
@@ -37,6 +38,11 @@ logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 SMALL_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256]]
+OPTIMIZERS = ("adagrad", "adam")
+RESUMABLE = ("output", "max_steps", "max_minutes", "checkpoint_every", "checkpoint_minutes", "log_every", "heldout",
+             "eval_batch_size", "threads", "progress", "init_from")
+"""Settings a resumed run may change; any other difference from the run's stored settings is refused."""
+PATH_SETTINGS = ("train", "vocab", "heldout", "init_from")
 
 
 @dataclass
@@ -79,6 +85,25 @@ class TrainConfig:
     init_from: Optional[str] = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "unroll_steps", "n_negative_samples", "checkpoint_every", "log_every",
+                     "eval_batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("max_steps", "threads", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        for name, value in (("learning_rate", self.learning_rate), ("clip_norm", self.clip_norm),
+                            ("checkpoint_minutes", self.checkpoint_minutes)):
+            if not _finite(value) or value <= 0:
+                raise InputError(f"training setting {name} must be a finite number > 0, found {value!r}")
+        if not _finite(self.max_minutes) or self.max_minutes < 0:
+            raise InputError(f"training setting max_minutes must be a finite number >= 0, found {self.max_minutes!r}")
+        if not _finite(self.dropout) or not 0 <= self.dropout < 1:
+            raise InputError(f"training setting dropout must be in [0, 1), found {self.dropout!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.fmt not in FORMATS:
+            raise InputError(f"unknown text format {self.fmt!r}; expected one of {FORMATS}")
+
     def elmo_options(self) -> ElmoOptions:
         return ElmoOptions(lstm_dim=self.lstm_dim, projection_dim=self.projection_dim, n_layers=self.n_layers,
                            filters=tuple((int(w), int(n)) for w, n in self.filters),
@@ -89,11 +114,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        data = {k: v for k, v in data.items() if k != "run_paths"}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown training settings: {unknown}")
         return cls(**data)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"training setting {name} must be an integer >= {low}, found {value!r}")
 
 
 class LanguageModel(nn.Module):
@@ -134,9 +169,7 @@ def encode_batch(directions: Sequence[List[List[str]]], max_chars: int) -> Tuple
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=config.learning_rate, initial_accumulator_value=1.0)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate)
-    raise InputError(f"unknown optimizer {config.optimizer!r}; expected 'adagrad' or 'adam'")
+    return torch.optim.Adam(params, lr=config.learning_rate)
 
 
 def _distributed() -> Tuple[int, int, torch.device]:
@@ -185,32 +218,157 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
 
 def _save(path: Path, payload: Dict[str, Any]) -> None:
     """Write-then-rename, so an interrupted save never leaves a broken checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with AtomicOutput(path) as out:
+        torch.save(payload, out.path)
+
+
+CHECKPOINT_KEYS = ("config", "options", "vocab", "model", "optimizer", "step", "tokens", "elapsed", "ranks")
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """A checkpoint's contents; a missing, empty, truncated or foreign file is an error that names it."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise InputError(f"no training checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+        raise InputError(f"no training checkpoint at {path}; pass a run directory made by `pretrain`")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the checkpoint is empty (0 bytes); restore it from a copy or start a new run")
+    ckpt = _torch_load(path)
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if missing:
+        raise InputError(f"{path}: not a spacy-elmo training checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch reports damage as RuntimeError, EOFError, UnpicklingError, zipfile errors
+        raise InputError(f"{path}: the file is truncated or corrupt ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); restore it from a copy or start a new run") from None
+
+
+def _stored_config(config: TrainConfig, run_dir: Path) -> Dict[str, Any]:
+    """The settings with absolute paths, plus `run_paths`: the same paths relative to the run directory,
+    so that a moved run tree (or a copied run directory) still finds its files on resume."""
+    data = asdict(config)
+    relative: Dict[str, Any] = {}
+    for name in (*PATH_SETTINGS, "output"):
+        value = data[name]
+        if isinstance(value, list):
+            data[name] = [str(Path(v).resolve()) for v in value]
+            relative[name] = [os.path.relpath(v, run_dir.resolve()) for v in data[name]]
+        elif value:
+            data[name] = str(Path(value).resolve())
+            relative[name] = os.path.relpath(data[name], run_dir.resolve())
+    return {**data, "run_paths": relative}
+
+
+def _locate(relative: Optional[str], absolute: str, run_dir: Path) -> str:
+    """A path relative to the run directory where it is now, else where it was when the run started."""
+    if relative is not None and (run_dir / relative).exists():
+        return str(run_dir / relative)
+    return absolute
+
+
+def run_config(ckpt: Dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The run's settings from its checkpoint, its output and paths resolved for where the run is now."""
+    data = dict(ckpt["config"])
+    relative = data.pop("run_paths", {})
+    for name in PATH_SETTINGS:
+        value, where = data.get(name), relative.get(name)
+        if isinstance(value, list):
+            data[name] = [_locate(w, v, run_dir) for v, w in zip(value, where or [None] * len(value))]
+        elif value:
+            data[name] = _locate(where, value, run_dir)
+    data["output"] = str(run_dir)
+    return TrainConfig.from_dict(data)
+
+
+def resume_differences(stored: TrainConfig, given: TrainConfig) -> List[str]:
+    """Settings of `given` that differ from the run's own, except those a resumed run may change."""
+    differences = []
+    for f in fields(TrainConfig):
+        old, new = getattr(stored, f.name), getattr(given, f.name)
+        if f.name in RESUMABLE or old == new:
+            continue
+        if f.name == "train" and _same_files(old, new):
+            continue
+        if f.name == "vocab" and _same_vocab(old, new):
+            continue
+        differences.append(f"{f.name}: run {old!r}, given {new!r}")
+    return differences
+
+
+def _same_files(old: List[str], new: List[str]) -> bool:
+    try:
+        return [p.resolve() for p in expand_paths(old)] == [p.resolve() for p in expand_paths(new)]
+    except InputError:
+        return False
+
+
+def _same_vocab(old: str, new: str) -> bool:
+    try:
+        return Vocab.from_file(old) == Vocab.from_file(new)
+    except InputError:
+        return False
+
+
+def read_log(path: Path) -> List[Dict[str, Any]]:
+    """The records of a run's log.jsonl. A torn last line (a crash mid-write) is dropped with a warning;
+    a damaged line before it is an error naming the line."""
+    lines = path.read_text(encoding="utf8", errors="replace").split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number >= len(lines) - 1 and not any(x.strip() for x in lines[number:]):
+                logger.warning("%s: ignoring a torn last line (%d characters) left by an interrupted run", path, len(line))
+                break
+            raise InputError(f"{path}: line {number} is not a JSON record; delete or repair that line") from None
+    return records
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """On resume, keep only the records up to the checkpoint's step: later ones will be trained again."""
+    if path.is_file():
+        kept = [r for r in read_log(path) if r.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _append_log(path: Path, record: Dict[str, Any]) -> None:
+    with path.open("a", encoding="utf8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _init_source(init_from: str) -> Path:
+    """A run directory, checkpoint or export, or else a published model's name (`python -m spacy_elmo
+    models`): its cached folder has the export layout, without a softmax, which then starts fresh."""
+    from ..hub import model_names, resolve_model_files
+
+    path = Path(init_from)
+    if path.exists() or init_from not in model_names():
+        return path
+    return resolve_model_files(init_from)[0].parent
 
 
 def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
     """A fresh model, or the weights of an earlier run/export to continue on new text (same vocabulary)."""
     if not config.init_from:
         return LanguageModel(config.elmo_options(), len(vocab), config.dropout, config.n_negative_samples)
-    source = Path(config.init_from)
+    source = _init_source(config.init_from)
     if source.suffix == ".pt" or (source / CHECKPOINT).is_file():
         ckpt = load_checkpoint(source)
         if ckpt["vocab"] != vocab.tokens:
             raise InputError(f"{source} was trained with a different vocabulary than {config.vocab}; "
                              "continuing needs the same vocabulary")
-        model = LanguageModel(ElmoOptions.from_dict(ckpt["options"]), len(vocab), config.dropout, config.n_negative_samples)
-        model.load_state_dict(ckpt["model"])
+        model = LanguageModel(ElmoOptions.from_dict(ckpt["options"], source=str(source)), len(vocab), config.dropout,
+                              config.n_negative_samples)
+        _load_state(model, ckpt["model"], source)
         return model
     bilm = load_bilm(source / "options.json", source / "weights.hdf5")
     model = LanguageModel(bilm.options, len(vocab), config.dropout, config.n_negative_samples)
@@ -218,7 +376,7 @@ def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
     if (source / "vocab.txt").is_file() and Vocab.from_file(source / "vocab.txt") != vocab:
         raise InputError(f"{source}/vocab.txt differs from {config.vocab}; continuing needs the same vocabulary")
     if (source / "softmax.pt").is_file():
-        model.softmax.load_state_dict(torch.load(source / "softmax.pt"))
+        _load_state(model.softmax, _torch_load(source / "softmax.pt"), source / "softmax.pt")
     else:
         logger.warning("%s has no softmax.pt: the softmax starts from random weights", source)
     return model
@@ -232,47 +390,99 @@ def _write_train_options(path: Path, options: ElmoOptions, config: TrainConfig, 
                 unroll_steps=config.unroll_steps, n_tokens_vocab=n_vocab,
                 n_negative_samples_batch=config.n_negative_samples, all_clip_norm_val=config.clip_norm,
                 learning_rate=config.learning_rate, optimizer=config.optimizer)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf8")
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 class _Interrupt:
-    """Turns Ctrl-C into a request to checkpoint and stop after the current step."""
+    """Turns the first Ctrl-C (or SIGTERM) into a request to checkpoint and stop after the current step;
+    a second one stops at once, without a checkpoint (the previous one stays intact)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self) -> "_Interrupt":
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
-def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
-    """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set."""
-    from tqdm import tqdm
+def _prepare_output(config: TrainConfig, resume: bool, overwrite: bool) -> Optional[AtomicOutput]:
+    """A new run is built in a temp directory that becomes the run directory at its first checkpoint;
+    an existing run is only replaced with `overwrite`, and only if it is a run."""
+    out = Path(config.output)
+    if resume:
+        return None
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / CHECKPOINT).is_file() and not (out / LOG).is_file():
+            raise OutputError(f"output {out} exists and is not a spacy-elmo run directory; choose a new --output")
+        if not overwrite:
+            raise OutputError(f"output {out} already holds a run; continue it with --resume, replace it with "
+                              "--overwrite, or choose a new --output")
+    inputs = [*config.train, config.vocab, *config.heldout, *([config.init_from] if config.init_from else [])]
+    refuse_inputs(out, inputs, "--output")
+    return AtomicOutput(out, is_dir=True, overwrite=True, flag="--output")
 
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
+    """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set
+    and `interrupted` (the signal's name) when SIGINT/SIGTERM stopped it after a checkpoint.
+
+    A new run appears as a whole at its first checkpoint; `resume` refuses settings that differ from the
+    run's own (see `RESUMABLE`); `overwrite` replaces an existing run.
+    """
     rank, world, device = _distributed()
     if config.threads:
         torch.set_num_threads(config.threads)
+    staging = _prepare_output(config, resume, overwrite) if rank == 0 else None
+    try:
+        return _train(config, resume, staging, rank, world, device)
+    finally:
+        if staging is not None:
+            staging.discard()
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _resume_state(config: TrainConfig) -> Tuple[Dict[str, Any], Vocab]:
     out = Path(config.output)
-    ckpt = load_checkpoint(out) if resume else None
-    vocab = Vocab.from_file(config.vocab)
-    if ckpt is not None and ckpt["vocab"] != vocab.tokens:
-        raise InputError(f"{config.vocab} is not the vocabulary of the run in {out}")
+    ckpt = load_checkpoint(out)
+    stored = run_config(ckpt, out)
+    differences = resume_differences(stored, config)
+    if differences:
+        raise InputError(f"--resume: these settings differ from the run in {out}: {'; '.join(differences)}; "
+                         "drop them to continue the run, or start a new run with another --output")
+    return ckpt, Vocab(ckpt["vocab"], source=str(out / CHECKPOINT))
+
+
+def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], rank: int, world: int,
+           device: torch.device) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    out = Path(config.output)
+    ckpt, vocab = _resume_state(config) if resume else (None, Vocab.from_file(config.vocab))
     torch.manual_seed(config.seed)
     model = _initial_model(config, vocab)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        _load_state(model, ckpt["model"], out)
     options = model.bilm.options
     model.sampler = np.random.default_rng([config.seed, rank])
     model.to(device).train()
@@ -292,15 +502,18 @@ def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
         state = None if mine["state"] is None else tuple(s.to(device) for s in mine["state"])
         model.sampler.bit_generator.state = mine["sampler"]
         _set_rng_state(mine["rng"])
+        if rank == 0:
+            _trim_log(out / LOG, step)
     ddp = model
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_train_options(out / "train_options.json", options, config, len(vocab))
-        vocab.to_file(out / "vocab.txt")
+    run_dir = out if staging is None else staging.path
+    if staging is not None:
+        _write_train_options(run_dir / "train_options.json", options, config, len(vocab))
+        vocab.to_file(run_dir / "vocab.txt")
 
     def save() -> None:
+        nonlocal run_dir
         mine = {"fwd": fwd_batches.state_dict(), "bwd": bwd_batches.state_dict(), "sampler": model.sampler.bit_generator.state,
                 "rng": _rng_state(), "state": None if state is None else tuple(s.cpu() for s in state)}
         ranks = [mine]
@@ -308,10 +521,12 @@ def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
             ranks = [None] * world
             torch.distributed.all_gather_object(ranks, mine)
         if rank == 0:
-            _save(out / CHECKPOINT, {"config": asdict(config), "options": options.to_dict(), "vocab": vocab.tokens,
-                                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                                     "tokens": tokens, "elapsed": elapsed, "ranks": ranks})
-            plot_log(out / LOG, out / "loss.png")
+            _save(run_dir / CHECKPOINT, {"config": _stored_config(config, out), "options": options.to_dict(), "vocab": vocab.tokens,
+                                         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                         "tokens": tokens, "elapsed": elapsed, "ranks": ranks})
+            plot_log(run_dir / LOG, run_dir / "loss.png")
+            if staging is not None and not staging.committed:
+                run_dir = staging.commit()
 
     tokens_per_step = config.batch_size * config.unroll_steps * world
     bar = tqdm(total=config.max_steps or None, initial=step, unit="step", disable=rank != 0 or not config.progress,
@@ -356,8 +571,7 @@ def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
                           "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1),
                           "grad_norm": float(grad_norm)}
                 if rank == 0:
-                    with (out / LOG).open("a", encoding="utf8") as f:
-                        f.write(json.dumps(record) + "\n")
+                    _append_log(run_dir / LOG, record)
                 postfix = {"tok/s": f"{speed:.0f}", "loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
                 if config.max_minutes:
                     postfix["left"] = f"{max(config.max_minutes - elapsed / 60, 0):.1f}min"
@@ -370,14 +584,22 @@ def train(config: TrainConfig, resume: bool = False) -> Dict[str, Any]:
             if stop:
                 break
     bar.close()
+    if interrupt.requested:
+        return {**record, "interrupted": signal.Signals(interrupt.signum).name}
     if config.heldout and rank == 0:
         record["heldout"] = evaluate(model, vocab, config.heldout, config, config.eval_batch_size)
-        with (out / LOG).open("a", encoding="utf8") as f:
-            f.write(json.dumps({"step": step, "tokens": tokens, "heldout": record["heldout"]}) + "\n")
+        _append_log(run_dir / LOG, {"step": step, "tokens": tokens, "heldout": record["heldout"]})
     if world > 1:
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
     return record
+
+
+def _load_state(module: nn.Module, state: Dict[str, Any], source: Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise InputError(f"{source}: the checkpoint's weights do not fit its options ({str(err).splitlines()[0]}); "
+                         "the file is damaged or not from this version of spacy-elmo") from None
 
 
 @torch.no_grad()
@@ -411,34 +633,33 @@ def evaluate(model: LanguageModel, vocab: Vocab, paths: Sequence[str], config: T
 
 
 def model_from_checkpoint(path: Path) -> Tuple[LanguageModel, Vocab, TrainConfig]:
+    path = Path(path)
     ckpt = load_checkpoint(path)
-    config = TrainConfig.from_dict(ckpt["config"])
-    model = LanguageModel(ElmoOptions.from_dict(ckpt["options"]), len(ckpt["vocab"]), config.dropout)
-    model.load_state_dict(ckpt["model"])
+    config = run_config(ckpt, path if path.is_dir() else path.parent)
+    model = LanguageModel(ElmoOptions.from_dict(ckpt["options"], source=str(path)), len(ckpt["vocab"]), config.dropout)
+    _load_state(model, ckpt["model"], path)
     return model.eval(), Vocab(ckpt["vocab"], source=str(path)), config
 
 
-def export(checkpoint: Path, out_dir: Path, with_softmax: bool = False) -> Path:
+def export(checkpoint: Path, out_dir: Path, with_softmax: bool = False, overwrite: bool = False) -> Path:
     """options.json (inference layout) + weights.hdf5 (official layout) + vocab.txt; optionally softmax.pt,
-    which only continued training needs."""
+    which only continued training needs. The directory appears complete or not at all."""
     model, vocab, _ = model_from_checkpoint(checkpoint)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     bilm = BiLM(replace(model.bilm.options, extra={}))
     bilm.load_state_dict(model.bilm.state_dict())
-    save_bilm(bilm, out_dir / "options.json", out_dir / "weights.hdf5")
-    vocab.to_file(out_dir / "vocab.txt")
-    if with_softmax:
-        torch.save(model.softmax.state_dict(), out_dir / "softmax.pt")
-    return out_dir
+    with AtomicOutput(out_dir, is_dir=True, overwrite=overwrite, inputs=[checkpoint]) as staging:
+        save_bilm(bilm, staging.path / "options.json", staging.path / "weights.hdf5")
+        vocab.to_file(staging.path / "vocab.txt")
+        if with_softmax:
+            torch.save(model.softmax.state_dict(), staging.path / "softmax.pt")
+    return Path(out_dir)
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:
     """Training loss and perplexity against tokens seen."""
     if not log_path.is_file():
         return
-    records = [json.loads(line) for line in log_path.read_text(encoding="utf8").splitlines() if line.strip()]
-    records = [r for r in records if "loss" in r]
+    records = [r for r in read_log(log_path) if "loss" in r]
     if not records:
         return
     import matplotlib
@@ -456,7 +677,8 @@ def plot_log(log_path: Path, png_path: Path) -> None:
     ax2.set_xlabel("tokens seen (millions)")
     ax2.set_ylabel("training perplexity")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=80)
+    with AtomicOutput(png_path) as out:
+        fig.savefig(out.path, dpi=80, format="png")
     plt.close(fig)
 
 

@@ -8,6 +8,7 @@ from typing import Dict, Iterable, List, Sequence, Union
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..bilm.char_ids import BOS, EOS
 from ..errors import InputError
 
@@ -50,11 +51,13 @@ class Vocab:
             lines = path.read_text(encoding="utf8").splitlines()
         except UnicodeDecodeError as err:
             raise InputError(f"{path}: the vocabulary is not valid UTF-8 (byte {err.start})") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the vocabulary ({err.strerror or err})") from None
         tokens = [line.strip() for line in lines if line.strip() and line.strip() != SKIPPED_LINE]
         return cls(tokens, source=str(path))
 
     def to_file(self, path: Union[str, Path]) -> None:
-        Path(path).write_text("\n".join(self.tokens) + "\n", encoding="utf8")
+        atomic_write_text(path, "\n".join(self.tokens) + "\n")
 
     @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], max_size: int = 50_000, min_count: int = 1) -> "Vocab":

@@ -1,0 +1,213 @@
+"""Outputs that appear whole or not at all.
+
+Every file or directory spacy-elmo writes is built under a temporary name beside its target and
+renamed into place when complete. Temporary names carry the writer's process id, so the next run
+can tell the leftovers of a killed run (removed, with a warning) from those of a live one (an
+error: two runs must not write the same output). New outputs get the umask's permissions; a
+replaced file keeps its mode. Interrupts (SIGINT, SIGTERM) are recorded, so a commit never
+happens after one, even if some library swallowed the exception it raised.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import stat
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Union
+
+from .errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".spacy-elmo-tmp"
+PathLike = Union[str, Path]
+
+_received: list = []
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: unwind (removing temp files) and exit with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def received_signal() -> Optional[int]:
+    """The first interrupting signal this process received while signals were handled, if any."""
+    return _received[0] if _received else None
+
+
+def _raise_interrupt(signum: int, frame) -> None:
+    _received.append(signum)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def handled_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `Interrupted` (so `finally` blocks remove temp files) and are remembered."""
+    _received.clear()
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def check_not_interrupted() -> None:
+    """Raise if a signal was received, even one whose exception a library swallowed."""
+    signum = received_signal()
+    if signum is not None:
+        raise Interrupted(signum)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_mode(is_dir: bool) -> int:
+    """Permissions of a newly created output under the current umask."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
+def temp_path(target: PathLike) -> Path:
+    """A hidden sibling of `target` that names this process, for `remove_stale` to judge later."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def remove_stale(target: PathLike) -> None:
+    """Remove the temp files a killed run left for `target`; refuse if a live process is writing it."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for leftover in target.parent.glob(f".{target.name}.*{TMP_SUFFIX}"):
+        pid = leftover.name[len(target.name) + 2 :].split(".")[0]
+        if not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and _pid_alive(int(pid)):
+            raise OutputError(f"{target}: another process (pid {pid}) is writing it right now ({leftover.name}); "
+                              "wait for it to finish or choose another output")
+        if int(pid) != os.getpid():
+            _remove(leftover)
+            logger.warning("removed %s, left behind by an interrupted run (pid %s)", leftover, pid)
+
+
+def refuse_inputs(output: PathLike, inputs: Iterable[PathLike], flag: str = "output") -> None:
+    """An output may not be, or contain, one of the command's inputs: writing it would destroy them."""
+    out = Path(output).resolve()
+    for item in inputs:
+        if str(item) == "-":
+            continue
+        source = Path(item).resolve()
+        if source == out or out in source.parents:
+            raise OutputError(f"{flag} {output} would overwrite the input {item}; choose another {flag}")
+
+
+def _commit(tmp: Path, target: Path, is_dir: bool) -> None:
+    check_not_interrupted()
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() and not is_dir else new_mode(is_dir)
+    os.chmod(tmp, mode)
+    if is_dir and target.exists():
+        old = temp_path(target)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        _remove(old)
+    else:
+        os.replace(tmp, target)
+
+
+class AtomicOutput:
+    """A file or directory built under a temporary name and renamed onto `target` by `commit()`.
+
+    As a context manager it removes the temporary copy unless committed, on any error or signal.
+    `overwrite=False` refuses an existing target; a directory target is replaced as a whole.
+    """
+
+    def __init__(self, target: PathLike, is_dir: bool = False, overwrite: bool = True,
+                 inputs: Iterable[PathLike] = (), flag: str = "output") -> None:
+        self.target = Path(target)
+        self.is_dir = is_dir
+        refuse_inputs(self.target, inputs, flag)
+        if self.target.exists():
+            if self.target.is_dir() != is_dir:
+                kind = "a directory" if self.target.is_dir() else "a file"
+                raise OutputError(f"the {flag} {self.target} is {kind}; choose another {flag}")
+            if not overwrite:
+                raise OutputError(f"the {flag} {self.target} already exists; choose another {flag} or pass --overwrite")
+        if not self.target.parent.is_dir():
+            if not is_dir:
+                raise OutputError(f"cannot write the {flag} {self.target}: the directory {self.target.parent} "
+                                  "does not exist")
+            try:
+                self.target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create the directory of the {flag} {self.target}: {err.strerror or err}") from None
+        remove_stale(self.target)
+        self.path = temp_path(self.target)
+        self.committed = False
+        try:
+            if is_dir:
+                self.path.mkdir()
+            else:
+                self.path.touch()
+        except OSError as err:
+            raise OutputError(f"cannot write the {flag} {self.target}: {err.strerror or err}") from None
+
+    def commit(self) -> Path:
+        _commit(self.path, self.target, self.is_dir)
+        self.committed = True
+        return self.target
+
+    def discard(self) -> None:
+        if not self.committed:
+            _remove(self.path)
+
+    def __enter__(self) -> "AtomicOutput":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and not self.committed:
+            try:
+                self.commit()
+            finally:
+                self.discard()
+        else:
+            self.discard()
+
+
+def atomic_write_text(target: PathLike, text: str) -> Path:
+    """Write a small text file whole or not at all."""
+    with AtomicOutput(target) as out:
+        out.path.write_text(text, encoding="utf8")
+    return Path(target)
+

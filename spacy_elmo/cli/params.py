@@ -1,0 +1,80 @@
+"""Checks of command-line values, run by click before a command starts, so a bad flag costs no work.
+
+Each names the value it refuses (click adds the option's name): integer bounds, finite floats
+(click's ranges let NaN through), choices, and the char-CNN filter list.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional
+
+import typer
+
+
+def number(low: float = 0.0, high: float = math.inf, low_open: bool = True, high_open: bool = False,
+           zero_ok: bool = False) -> Callable[[Optional[float]], Optional[float]]:
+    """A finite float in (low, high] by default; `zero_ok` also accepts 0 ("no limit")."""
+
+    def check(value: Optional[float]) -> Optional[float]:
+        if value is None or (zero_ok and value == 0):
+            return value
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            extra = " (or 0 for no limit)" if zero_ok else ""
+            raise typer.BadParameter(f"{value} is not a finite number in {bounds}{extra}")
+        return value
+
+    return check
+
+
+def at_least(low: int) -> Callable[[Optional[int]], Optional[int]]:
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and value < low:
+            raise typer.BadParameter(f"{value} is not an integer >= {low}")
+        return value
+
+    return check
+
+
+def choice(*allowed: str) -> Callable[[Optional[str]], Optional[str]]:
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def parse_filters(value: str) -> List[List[int]]:
+    """'1:32,2:32' -> [[1, 32], [2, 32]]."""
+    pairs = []
+    for item in (v.strip() for v in value.split(",")):
+        width, _, count = item.partition(":")
+        if not (width.isdigit() and count.isdigit() and int(width) > 0 and int(count) > 0):
+            raise typer.BadParameter(f"{item!r} is not a width:count pair of positive integers, e.g. 1:32,2:32,3:64")
+        pairs.append([int(width), int(count)])
+    return pairs
+
+
+def filters(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        parse_filters(value)
+    return value
+
+
+def split_list(values: str) -> List[str]:
+    return [v for v in values.split(",") if v]
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def given(ctx: typer.Context) -> List[str]:
+    """The parameters of the running command that were set on the command line (or by env var)."""
+    from click.core import ParameterSource
+
+    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return [name for name in ctx.params if ctx.get_parameter_source(name) in sources]
