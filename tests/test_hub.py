@@ -359,3 +359,16 @@ def test_download_through_python_m_prints_the_files(storage, tmp_path):
     directory = tmp_path / "cache" / "small"
     assert result.stdout.split() == ["small:", str(directory / "options.json"), str(directory / "weights.hdf5")]
     assert "100%" in result.stderr
+
+
+def test_pretraining_can_start_from_a_published_model(storage, tmp_path):
+    import torch
+
+    from spacy_elmo.training.trainer import TrainConfig, _initial_model
+    from spacy_elmo.training.vocab import Vocab
+
+    config = TrainConfig(train=[], vocab="unused", output=str(tmp_path / "run"), init_from="small")
+    model = _initial_model(config, Vocab(["<S>", "</S>", "<UNK>", "word"]))
+    published = load_bilm(*fetch_model("small", progress=False)).state_dict()
+    assert all(torch.equal(tensor, published[key]) for key, tensor in model.bilm.state_dict().items())
+    assert len(storage.requests_for(WEIGHTS_PATH)) == 1
