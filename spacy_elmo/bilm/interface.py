@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Dict, Optional, Protocol, Union
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import OptionsError, WeightsError
 from .char_ids import CharBatch
 
 PathLike = Union[str, Path]
@@ -94,7 +94,7 @@ def bilm_from_config(config: Dict[str, Any], source: str = "biLM config") -> Con
         return BiLM(ElmoOptions.from_dict(config["options"], source=source))
     if kind == TransformerOptions.kind:
         return TransformerBiLM(TransformerOptions.from_dict(config["options"], source=source))
-    raise WeightsError(f"{source}: unknown biLM kind {kind!r} (expected 'lstm' or 'transformer')")
+    raise OptionsError(f"{source}: unknown biLM kind {kind!r} (expected 'lstm' or 'transformer')")
 
 
 def load_any_bilm(path: Optional[PathLike] = None, options_file: Optional[PathLike] = None,

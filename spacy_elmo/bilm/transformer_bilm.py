@@ -103,10 +103,10 @@ class StdLayerNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(-1, keepdim=True)
-        std = x.std(-1, correction=0, keepdim=True)
+        centered = x - x.mean(-1, keepdim=True)
+        std = centered.square().mean(-1, keepdim=True).sqrt()
         eps = 1e-4 if x.dtype in (torch.float16, torch.bfloat16) else 1e-13
-        return self.gamma * (x - mean) / (std + eps) + self.beta
+        return self.gamma * centered / (std + eps) + self.beta
 
 
 class CharEncoder(nn.Module):
