@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
+from ..atomic import atomic_write_text
 from ..errors import OptionsError
 
 ACTIVATIONS = ("relu", "tanh")
@@ -38,7 +41,7 @@ class ElmoOptions:
             raise OptionsError(
                 f"option lstm.projection_dim ({self.projection_dim}) must not exceed lstm.dim ({self.lstm_dim})"
             )
-        if not isinstance(self.n_highway, int) or self.n_highway < 0:
+        if not isinstance(self.n_highway, int) or isinstance(self.n_highway, bool) or self.n_highway < 0:
             raise OptionsError(f"option char_cnn.n_highway must be an integer >= 0, found {self.n_highway!r}")
         if self.activation not in ACTIVATIONS:
             raise OptionsError(
@@ -50,15 +53,42 @@ class ElmoOptions:
             raise OptionsError("option char_cnn.filters must list at least one [width, n_filters] pair")
         for pair in self.filters:
             width, num = pair
-            if width < 1 or num < 1 or width > self.max_characters_per_token:
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in pair) or \
+                    width < 1 or num < 1 or width > self.max_characters_per_token:
                 raise OptionsError(
                     f"option char_cnn.filters has an invalid pair {list(pair)}: width must be in "
                     f"1..{self.max_characters_per_token} and the filter count positive"
                 )
         for name in ("cell_clip", "proj_clip"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise OptionsError(f"option lstm.{name} must be >= 0 or null, found {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise OptionsError(f"option lstm.{name} must be a finite number >= 0 or null, found {value!r}")
+        self._check_fits_in_memory()
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the biLM these options describe (char CNN, highways, projection, LSTMs)."""
+        d, f, p, l = self.char_embedding_dim, self.n_filters, self.projection_dim, self.lstm_dim
+        cnn = 262 * d + sum(width * d * num + num for width, num in self.filters)
+        highway = self.n_highway * 2 * (f * f + f)
+        lstm = self.n_layers * 2 * ((p + p) * 4 * l + 4 * l + l * p)
+        return cnn + highway + f * p + p + lstm
+
+    def _check_fits_in_memory(self) -> None:
+        """Refuse, before anything is allocated, a model whose float32 weights exceed this machine's memory."""
+        needed = 4 * self.n_parameters
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            return
+        if needed > available:
+            raise OptionsError(
+                f"these options describe a biLM of {self.n_parameters:,} parameters ({needed / 2**30:.1f} GiB of "
+                f"float32), more than this machine's {available / 2**30:.1f} GiB of memory; check lstm.dim "
+                f"({self.lstm_dim}), projection_dim ({self.projection_dim}), char_cnn.filters ({self.n_filters} "
+                f"filters) and n_layers ({self.n_layers})"
+            )
 
     @property
     def n_filters(self) -> int:
@@ -144,7 +174,7 @@ class ElmoOptions:
         return data
 
     def to_file(self, path: Union[str, Path]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def _section(data: Dict[str, Any], key: str, source: str, prefix: str = "") -> Dict[str, Any]:
@@ -164,8 +194,8 @@ def _clip(lstm: Dict[str, Any], key: str, source: str) -> Optional[float]:
     value = lstm.get(key)
     if value is None or value == 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptionsError(f"{source}: lstm.{key} must be a number or null, found {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OptionsError(f"{source}: lstm.{key} must be a finite number or null, found {value!r}")
     return float(value)
 
 

@@ -1,17 +1,23 @@
 """Read and write the official AllenNLP / bilm-tf weight files (options.json + HDF5, elmo-spec §3)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Dict, Iterator, Tuple, Union
+from typing import Dict, Iterable, Iterator, Tuple, Union
 
 import numpy as np
 import torch
 
+from ..atomic import AtomicOutput
 from ..errors import WeightsError
 from .lstm_bilm import BiLM
 from .options import ElmoOptions
 
 PathLike = Union[str, Path]
+WEIGHTS_DIGEST = "spacy_elmo_weights_sha256"
+OPTIONS_DIGEST = "spacy_elmo_options_sha256"
+"""Root attributes of an exported weight file; AllenNLP and bilm-tf read datasets by name and ignore them."""
 
 
 def _lstm_prefix(direction: int, layer: int) -> str:
@@ -79,8 +85,37 @@ def _assign(bilm: BiLM, arrays: Dict[str, np.ndarray]) -> None:
                     layer.w_proj[d] = t(f"{prefix}/W_P_0")
 
 
+def weights_digest(arrays: Iterable[Tuple[str, np.ndarray]]) -> str:
+    """sha256 over every dataset's name, shape and float32 bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, array in sorted(arrays, key=lambda item: item[0]):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        digest.update(f"{name}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def options_digest(options: ElmoOptions) -> str:
+    """sha256 of the architecture (not of extra keys, which do not change the model)."""
+    data = options.to_dict()
+    return hashlib.sha256(json.dumps({k: data[k] for k in ("lstm", "char_cnn")}, sort_keys=True).encode()).hexdigest()
+
+
+def _verify(path: Path, options: ElmoOptions, arrays: Dict[str, np.ndarray], attrs: Dict[str, str]) -> None:
+    """Check the digests an export stored (files without them, e.g. the published ones, are not checked)."""
+    stored = attrs.get(WEIGHTS_DIGEST)
+    if stored is not None and stored != weights_digest(arrays.items()):
+        raise WeightsError(f"{path}: checksum mismatch: the weights changed after they were written (the file is "
+                           "damaged); export or download it again")
+    stored = attrs.get(OPTIONS_DIGEST)
+    if stored is not None and stored != options_digest(options):
+        raise WeightsError(f"{path}: checksum mismatch: these weights were written with different options than the "
+                           "options file given; use the options.json exported with them")
+
+
 def read_weights(bilm: BiLM, weight_file: PathLike) -> None:
-    """Load an official HDF5 weight file into `bilm`, checking every dataset name and shape first."""
+    """Load an official HDF5 weight file into `bilm`, checking every dataset name and shape first,
+    and the checksums of weights and options when the file carries them."""
     import h5py
 
     path = Path(weight_file)
@@ -93,6 +128,7 @@ def read_weights(bilm: BiLM, weight_file: PathLike) -> None:
             f.visititems(lambda name, obj: found.__setitem__(name, obj.shape) if isinstance(obj, h5py.Dataset) else None)
             _check_layout(path, bilm.options, expected, found)
             arrays = {name: f[name][()] for name in expected}
+            attrs = {key: str(f.attrs[key]) for key in (WEIGHTS_DIGEST, OPTIONS_DIGEST) if key in f.attrs}
     except WeightsError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as err:
@@ -100,6 +136,7 @@ def read_weights(bilm: BiLM, weight_file: PathLike) -> None:
     for name, array in arrays.items():
         if not np.all(np.isfinite(array)):
             raise WeightsError(f"{path}: dataset '{name}' contains NaN or infinite values")
+    _verify(path, bilm.options, arrays, attrs)
     _assign(bilm, arrays)
 
 
@@ -135,12 +172,18 @@ def _missing_hint(name: str, options: ElmoOptions) -> str:
 
 
 def write_weights(bilm: BiLM, weight_file: PathLike) -> None:
-    """Write the biLM in the official layout, loadable by AllenNLP and bilm-tf unchanged."""
+    """Write the biLM in the official layout, loadable by AllenNLP and bilm-tf unchanged, plus checksums
+    of the weights and options as root attributes. Written whole or not at all; HDF5 writes through a
+    Python file object, so a full disk is an OSError rather than a crash inside HDF5."""
     import h5py
 
-    with h5py.File(weight_file, "w") as f:
-        for name, array in _official_tensors(bilm):
-            f.create_dataset(name, data=array)
+    arrays = list(_official_tensors(bilm))
+    with AtomicOutput(weight_file, flag="weight file") as out, open(out.path, "w+b") as handle:
+        with h5py.File(handle, "w") as f:
+            for name, array in arrays:
+                f.create_dataset(name, data=array)
+            f.attrs[WEIGHTS_DIGEST] = weights_digest(arrays)
+            f.attrs[OPTIONS_DIGEST] = options_digest(bilm.options)
 
 
 def load_bilm(options_file: PathLike, weight_file: PathLike) -> BiLM:

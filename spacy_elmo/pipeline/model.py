@@ -62,22 +62,42 @@ class TorchShim(PyTorchShim):
         with torch.inference_mode():
             return self._model(*inputs.args, **inputs.kwargs)
 
+    @staticmethod
+    def _digest(config: Dict[str, Any], state: bytes) -> str:
+        """sha256 of the options (the build kwargs) and the weights, stored with them and checked on load."""
+        import hashlib
+
+        return hashlib.sha256(srsly.json_dumps(config, sort_keys=True).encode() + state).hexdigest()
+
     def to_bytes(self) -> bytes:
         state = b""
         if self._model is not None:
             buffer = BytesIO()
             torch.save(self._model.state_dict(), buffer)
             state = buffer.getvalue()
-        return srsly.msgpack_dumps({"config": self.cfg, "state": state})
+        return srsly.msgpack_dumps({"config": self.cfg, "state": state, "sha256": self._digest(self.cfg, state)})
 
     def from_bytes(self, bytes_data: bytes) -> "TorchShim":
-        msg = srsly.msgpack_loads(bytes_data)
-        kwargs = msg["config"].get("kwargs")
+        """The module back from `to_bytes`; damaged bytes are a WeightsError (pipelines saved before
+        checksums existed load unchecked)."""
+        try:
+            msg = srsly.msgpack_loads(bytes_data)
+            kwargs = msg["config"].get("kwargs")
+        except Exception as err:  # msgpack reports damage as many types
+            raise WeightsError(f"the serialized elmo model is not readable ({type(err).__name__}); "
+                               "save the pipeline again or restore a copy") from None
         if kwargs is None:
             return self
+        if "sha256" in msg and msg["sha256"] != self._digest(msg["config"], msg["state"]):
+            raise WeightsError("checksum mismatch in the serialized elmo model: its weights or options changed after "
+                               "it was saved (the file is damaged); save the pipeline again or restore a copy")
         module = self._build(**kwargs)
         device = get_torch_default_device()
-        module.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
+        try:
+            module.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
+        except Exception as err:  # torch reports damage as RuntimeError, UnpicklingError, EOFError, ...
+            raise WeightsError(f"the serialized elmo weights are unreadable or do not fit their options "
+                               f"({type(err).__name__}); save the pipeline again or restore a copy") from None
         self.set_module(module, kwargs)
         return self
 

@@ -167,5 +167,22 @@ class ElmoComponent(TrainablePipe):
                 warnings.warn(f"'{self.name}' has set_doc_tensor = true but {readers} also feed listeners through "
                               "doc.tensor; the component that runs last overwrites it. Prefer set_doc_tensor = false.")
 
+    def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
+        """TrainablePipe.from_disk, with a missing, truncated or damaged `model` file named in the error."""
+        from pathlib import Path
+
+        from ..errors import ElmoError, WeightsError
+
+        model_file = Path(path) / "model"
+        if "model" not in exclude and not model_file.is_file():
+            raise WeightsError(f"{model_file}: missing; the saved pipeline is incomplete, save it again")
+        try:
+            return super().from_disk(path, exclude=exclude)
+        except ElmoError as err:
+            raise type(err)(f"{model_file}: {err}") from None
+        except Exception as err:  # msgpack and Thinc report damaged bytes as many types
+            raise WeightsError(f"{model_file}: not a readable spacy-elmo model ({type(err).__name__}: "
+                               f"{str(err)[:200]}); save the pipeline again or restore a copy") from None
+
     def add_label(self, label: str) -> int:
         raise NotImplementedError
