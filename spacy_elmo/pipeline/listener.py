@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple
 
+from spacy.attrs import ORTH
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Dropout, Linear, Model, chain, torch2xp, with_array, xp2torch
@@ -35,7 +36,8 @@ class ElmoListener(Model):
 
     @classmethod
     def get_batch_id(cls, inputs: List[Doc]) -> int:
-        return sum(sum(token.orth for token in doc) for doc in inputs)
+        """The sum of the batch's ORTH ids (wrapping at 2**64), without a Python loop over tokens."""
+        return sum(int(doc.to_array(ORTH).sum(dtype="uint64")) for doc in inputs)
 
     def receive(self, batch_id: int, outputs: List[Floats3d], backprop: Callable) -> None:
         self._batch_id = batch_id
@@ -143,33 +145,36 @@ def _mix_group(model: Model, shim: TorchShim, Xs: List[Floats3d], is_train: bool
     return Ys, backprop
 
 
-def build_elmo_tok2vec(head: Model[List[Doc], List[Floats3d]], width: int, dropout: float,
+def build_elmo_tok2vec(head: Model[List[Doc], List[Floats3d]], width: Optional[int], dropout: float,
                        mix: Model[List[Floats3d], List[Floats2d]], project: bool) -> Model[List[Doc], List[Floats2d]]:
     """head (listener or biLM) -> mix -> dropout -> optional Linear to `width`."""
+    if project and not width:
+        raise ElmoError(f"an ELMo tok2vec with project = true needs a positive width, found {width!r}")
     layers = [head, mix]
     if dropout > 0:
         layers.append(Dropout(dropout))
     if project:
         layers.append(with_array(Linear(nO=width)))
     model = chain(*layers)
-    model.set_dim("nO", width)
+    if width:
+        model.set_dim("nO", width)
     model.set_ref("listener", head)
     return model
 
 
 @registry.architectures("spacy-elmo.ElmoListener.v1")
-def ElmoListenerTok2Vec(width: int, mix: Model[List[Floats3d], List[Floats2d]], upstream: str = "*",
+def ElmoListenerTok2Vec(width: Optional[int], mix: Model[List[Floats3d], List[Floats2d]], upstream: str = "*",
                         dropout: float = 0.0, project: bool = True) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors of width `width` from an upstream `elmo` component. Without `project`, `width`
-    must be the biLM's output width (2 x projection_dim)."""
+    is the biLM's output width (2 x projection_dim), or null to take it from the biLM."""
     listener = ElmoListener(upstream)
-    if not project:
+    if not project and width:
         listener.set_dim("nO", width)
     return build_elmo_tok2vec(listener, width, dropout, mix, project)
 
 
 @registry.architectures("spacy-elmo.ElmoTok2Vec.v1")
-def ElmoTok2Vec(elmo: Model[List[Doc], List[Floats3d]], width: int, mix: Model[List[Floats3d], List[Floats2d]],
+def ElmoTok2Vec(elmo: Model[List[Doc], List[Floats3d]], width: Optional[int], mix: Model[List[Floats3d], List[Floats2d]],
                 dropout: float = 0.0, project: bool = True) -> Model[List[Doc], List[Floats2d]]:
     """A component's own biLM copy instead of a listener (what `nlp.replace_listeners` puts in)."""
     return build_elmo_tok2vec(elmo, width, dropout, mix, project)

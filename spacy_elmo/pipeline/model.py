@@ -26,6 +26,7 @@ from ..bilm.options import ElmoOptions
 from ..bilm.weights import load_bilm
 from ..hub.default_model import default_model_files
 from ..errors import ElmoError, WeightsError
+from .doc_cache import DocCache
 
 
 def _one_thread_after_fork() -> None:
@@ -122,15 +123,18 @@ def resolve_weight_files(options_file: Optional[str], weight_file: Optional[str]
     return options_file, weight_file
 
 
-@registry.architectures("spacy-elmo.ElmoModel.v1")
+@registry.architectures("spacy-elmo.ElmoModel.v2")
 def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
-              max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096) -> Model[List[Doc], List[Floats3d]]:
+              max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096,
+              train_cache_mb: float = 2048, train_cache_dtype: str = "float32") -> Model[List[Doc], List[Floats3d]]:
     """All biLM layers for every token of every Doc.
 
     One sequence per sentence when the Doc has sentence boundaries, else per window of at most
     `max_length` tokens; whitespace tokens are left out (zeros). Sequences of all Docs are run in
     length-sorted batches of at most `batch_size` rows and `max_batch_tokens` padded positions, so
-    memory stays bounded however long a Doc is. `frozen` runs without autograd even in training.
+    memory stays bounded however long a Doc is. `frozen` runs without autograd even in training,
+    and then keeps the layers of up to `train_cache_mb` megabytes of training Docs (stored as
+    `train_cache_dtype`) so that later epochs do not run the biLM again; 0 turns that off.
     """
     if max_length < 1 or batch_size < 1 or max_batch_tokens < 1:
         raise ElmoError(f"max_length, batch_size and max_batch_tokens must be positive, found "
@@ -142,9 +146,17 @@ def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = N
         dims={"nO": None, "nL": None},
         attrs={"options_file": options_file, "weight_file": weight_file, "frozen": frozen, "max_length": max_length,
                "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
+               "train_cache": DocCache(train_cache_mb, train_cache_dtype),
                "replace_listener_cfg": replace_listener_cfg},
         shims=[TorchShim(build_bilm)],
     )
+
+
+@registry.architectures("spacy-elmo.ElmoModel.v1")
+def ElmoModel_v1(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
+                 max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096) -> Model[List[Doc], List[Floats3d]]:
+    """v2 without the training cache, for pipelines saved before it existed."""
+    return ElmoModel(options_file, weight_file, frozen, max_length, batch_size, max_batch_tokens, train_cache_mb=0)
 
 
 def init(model: Model, X: Any = None, Y: Any = None) -> None:
@@ -165,18 +177,18 @@ def get_bilm(model: Model) -> BiLM:
     return model.shims[0].module
 
 
-def doc_sequences(doc: Doc, max_length: int) -> Tuple[List[int], Optional[np.ndarray], List[slice]]:
-    """What the biLM reads of a Doc: the ORTH ids of its non-whitespace tokens, their positions in the
-    Doc (None when that is every token), and a slice of them per sequence (a sentence, or the whole
-    Doc without sentence boundaries, cut into windows of at most `max_length`)."""
-    columns = doc.to_array([ORTH, IS_SPACE, SENT_START])
+def doc_sequences(columns: np.ndarray, max_length: int) -> Tuple[List[int], Optional[np.ndarray], List[slice]]:
+    """What the biLM reads of a Doc, from its (ORTH, IS_SPACE, SENT_START) array: the ORTH ids of its
+    non-whitespace tokens, their positions in the Doc (None when that is every token), and a slice
+    of them per sequence (a sentence, or the whole Doc without sentence boundaries, cut into
+    windows of at most `max_length`)."""
     orths = columns[:, 0].tolist()
     spaces = columns[:, 1] != 0
     kept = np.flatnonzero(~spaces) if spaces.any() else None
     if kept is not None:
         orths = [orths[i] for i in kept.tolist()]
     bounds = [0, len(orths)]
-    if len(doc) > 1 and columns[1:, 2].any():
+    if len(columns) > 1 and columns[1:, 2].any():
         starts = np.flatnonzero(columns[:, 2] == 1)
         if kept is not None:
             starts = np.searchsorted(kept, starts)
@@ -187,8 +199,8 @@ def doc_sequences(doc: Doc, max_length: int) -> Tuple[List[int], Optional[np.nda
 
 
 def get_embedder(model: Model, bilm: BiLM) -> Embedder:
-    """The core Embedder over the model's module, for prediction. With a frozen biLM it keeps the
-    char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
+    """The core Embedder over the model's module, for runs without autograd. With a frozen biLM it
+    keeps the char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
     frozen = bool(model.attrs["frozen"])
     embedder = model.attrs.get("embedder")
     if embedder is None or embedder.bilm is not bilm or bool(embedder.cache_size) != frozen:
@@ -198,16 +210,29 @@ def get_embedder(model: Model, bilm: BiLM) -> Embedder:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3d], Callable]:
+    """One path for prediction, frozen and fine-tuned training: only the call that makes a batch's
+    layer tensor differs (autograd through the shim when the biLM trains). Arrays stay on the
+    model's device from the char ids to the output."""
     bilm = get_bilm(model)
-    shim = model.shims[0]
     train = is_train and not model.attrs["frozen"]
-    embedder = None if train else get_embedder(model, bilm)
+    cache: Optional[DocCache] = model.attrs["train_cache"] if is_train and not train else None
+    if cache is not None and not cache.max_bytes:
+        cache = None
     options = bilm.options
-    outputs = [model.ops.alloc3f(options.n_output_layers, len(doc), options.output_dim) for doc in docs]
-    pieces = []
+    outputs: List[Floats3d] = []
+    pieces, misses = [], {}
+    strings = docs[0].vocab.strings if docs else None
     for d, doc in enumerate(docs):
-        orths, kept, slices = doc_sequences(doc, model.attrs["max_length"])
-        strings = doc.vocab.strings
+        columns = doc.to_array([ORTH, IS_SPACE, SENT_START])
+        if cache is not None:
+            key = cache.key(columns)
+            found = cache.get(key)
+            if found is not None:
+                outputs.append(found)
+                continue
+            misses[d] = key
+        outputs.append(model.ops.alloc3f(options.n_output_layers, len(doc), options.output_dim))
+        orths, kept, slices = doc_sequences(columns, model.attrs["max_length"])
         for piece in slices:
             words = [strings[orth] for orth in orths[piece]]
             pieces.append((d, words, piece if kept is None else kept[piece]))
@@ -216,22 +241,23 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
     callbacks = []
     for group in groups:
         rows = [pieces[i] for i in group]
-        if embedder is not None:
-            for (d, _, target), found in zip(rows, embedder.embed_batch([words for _, words, _ in rows])):
-                outputs[d][:, target] = model.ops.asarray3f(found)
-            continue
         batch = CharBatch.from_sentences([words for _, words, _ in rows], options.max_characters_per_token)
-        arrays = (batch.unique, batch.index, batch.lengths)
-        inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
-        layers, torch_backprop = shim(inputs, is_train=True)
+        if train:
+            arrays = (batch.unique, batch.index, batch.lengths)
+            inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
+            layers, torch_backprop = model.shims[0](inputs, is_train=True)
+            callbacks.append((rows, layers, torch_backprop))
+        else:
+            layers = get_embedder(model, bilm).layers(batch)
         found = torch2xp(layers, ops=model.ops)
         for b, (d, words, target) in enumerate(rows):
             outputs[d][:, target] = found[:, b, 1 : len(words) + 1]
-        callbacks.append((rows, layers, torch_backprop))
+    for d, key in misses.items():
+        cache.put(key, outputs[d])
 
     def backprop(d_outputs: List[Floats3d]) -> List[Doc]:
         for rows, layers, torch_backprop in callbacks:
-            d_layers = model.ops.xp.zeros(tuple(layers.shape), dtype="float32")
+            d_layers = model.ops.alloc4f(*layers.shape)
             for b, (d, words, target) in enumerate(rows):
                 d_layers[:, b, 1 : len(words) + 1] = d_outputs[d][:, target]
             torch_backprop(ArgsKwargs(args=(layers,), kwargs={"grad_tensors": xp2torch(d_layers, device=layers.device)}))

@@ -24,14 +24,20 @@ from .listener import ElmoListener
 
 DEFAULT_MODEL_CONFIG = """
 [model]
-@architectures = "spacy-elmo.ElmoModel.v1"
+@architectures = "spacy-elmo.ElmoModel.v2"
 options_file = null
 weight_file = null
 frozen = true
 max_length = 256
 batch_size = 64
 max_batch_tokens = 4096
+train_cache_mb = 2048
+train_cache_dtype = "float32"
 """
+
+
+def _frozen_backprop(d_outputs: List[Floats3d]) -> List[Doc]:
+    return []
 
 
 @Language.factory(
@@ -49,7 +55,7 @@ def make_elmo(nlp: Language, name: str, model: Model[List[Doc], List[Floats3d]],
 
 
 class ElmoComponent(TrainablePipe):
-    """The `elmo` component; its biLM is the Thinc model `spacy-elmo.ElmoModel.v1`."""
+    """The `elmo` component; its biLM is the Thinc model `spacy-elmo.ElmoModel.v2`."""
 
     def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
                  set_doc_tensor: bool = False) -> None:
@@ -124,6 +130,11 @@ class ElmoComponent(TrainablePipe):
         docs = [eg.predicted for eg in examples]
         losses.setdefault(self.name, 0.0)
         outputs, bp_outputs = self.model.begin_update(docs)
+        batch_id = ElmoListener.get_batch_id(docs)
+        if self.frozen:
+            for listener in self.listeners:
+                listener.receive(batch_id, outputs, _frozen_backprop)
+            return losses
         d_outputs = [self.model.ops.alloc3f(*x.shape) for x in outputs]
 
         def accumulate_gradient(one_d_outputs: List[Floats3d]) -> List[Doc]:
@@ -139,7 +150,6 @@ class ElmoComponent(TrainablePipe):
                 self.finish_update(sgd)
             return []
 
-        batch_id = ElmoListener.get_batch_id(docs)
         for listener in self.listeners[:-1]:
             listener.receive(batch_id, outputs, accumulate_gradient)
         if self.listeners:

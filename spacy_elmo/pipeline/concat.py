@@ -1,0 +1,34 @@
+"""ELMo added to a component's usual token features, the paper's way (Peters et al. 2018, §3.3).
+
+The paper keeps the task model and its word representation and concatenates the task's own
+ELMo mix to that representation before the task's contextual encoder. Here the representation is
+spaCy's embedding layer (MultiHashEmbed: NORM/PREFIX/SUFFIX/SHAPE, optional static vectors) and
+the encoder is spaCy's (MaxoutWindowEncoder, or TorchBiLSTMEncoder, the paper's task biLSTM).
+A Maxout layer mixes the concatenation down to the encoder's width, as MultiHashEmbed mixes its
+own features, so the baseline is exactly this model without the ELMo branch and that layer.
+"""
+from __future__ import annotations
+
+from typing import List
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Maxout, Model, chain, concatenate, with_array
+from thinc.types import Floats2d
+
+
+@registry.architectures("spacy-elmo.ElmoConcatTok2Vec.v1")
+def ElmoConcatTok2Vec(elmo: Model[List[Doc], List[Floats2d]], embed: Model[List[Doc], List[Floats2d]],
+                      encode: Model[List[Floats2d], List[Floats2d]], width: int,
+                      maxout_pieces: int = 3) -> Model[List[Doc], List[Floats2d]]:
+    """encode(Maxout([elmo(doc); embed(doc)])) with output width `width` (the encoder's width).
+
+    `elmo` is an ELMo feature model such as `spacy-elmo.ElmoListener.v1` (its own scalar mix and
+    dropout; `project = false` feeds the mix unprojected, as in the paper)."""
+    mix = with_array(Maxout(nO=width, nP=maxout_pieces, normalize=True))
+    model = chain(concatenate(elmo, embed), mix, encode)
+    model.set_dim("nO", width)
+    model.set_ref("embed", embed)
+    model.set_ref("encode", encode)
+    model.set_ref("elmo", elmo)
+    return model
