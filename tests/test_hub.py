@@ -353,12 +353,17 @@ def test_disk_full_through_the_cli(storage, tmp_path):
     assert (tmp_path / "cache" / "small" / "weights.hdf5.part").stat().st_size == 300_000
 
 
-def test_download_through_python_m_prints_the_files(storage, tmp_path):
+def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
     result = run_module("download", "small")
     assert result.returncode == 0, result.stderr
     directory = tmp_path / "cache" / "small"
     assert result.stdout.split() == ["small:", str(directory / "options.json"), str(directory / "weights.hdf5")]
     assert "100%" in result.stderr
+    n_requests = len(storage.log)
+    spacy_cli = subprocess.run([sys.executable, "-m", "spacy", "elmo", "download", "small"], capture_output=True,
+                               text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert spacy_cli.returncode == 0 and spacy_cli.stdout == result.stdout, spacy_cli.stderr
+    assert len(storage.log) == n_requests
 
 
 def test_pretraining_can_start_from_a_published_model(storage, tmp_path):
