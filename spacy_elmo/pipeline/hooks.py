@@ -1,15 +1,19 @@
 """Contextual `.vector`, `.has_vector` and `.similarity` for Docs, Spans and Tokens, from `doc._.elmo`.
 
 Hooks win over static vocab vectors and over spaCy's "same text means similarity 1.0" shortcut.
-They are module-level functions so pickled Docs keep them; `Doc.to_bytes`, `DocBin` and
-`nlp.pipe(n_process=...)` drop hooks (not `doc._.elmo`), and `restore_hooks` puts them back.
+They are module-level functions so pickled Docs keep them. spaCy cannot serialize hooks, so Docs
+rebuilt from bytes lose them (not `doc._.elmo`): `nlp.pipe(n_process=...)` and `DocBin.get_docs`
+are wrapped to put them back on every Doc that carries `doc._.elmo`; after a direct
+`Doc.from_bytes`/`Doc.from_disk`, `restore_hooks` does it.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+import functools
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
-from spacy.tokens import Doc, Span, Token
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin, Span, Token
 
 from ..errors import InputError
 
@@ -24,6 +28,7 @@ def install_extensions() -> None:
         Doc.set_extension(EXTENSION, default=None)
     if not Doc.has_extension(MODE_EXTENSION):
         Doc.set_extension(MODE_EXTENSION, default="average")
+    install_hook_restoring()
 
 
 def check_vector_mode(mode: Union[str, int], n_layers: Optional[int] = None) -> None:
@@ -109,6 +114,35 @@ def restore_hooks(doc: Doc) -> Doc:
     """(Re)attach the vector hooks of a Doc that carries `doc._.elmo`, e.g. after DocBin or n_process > 1."""
     _layers(doc)
     return attach_hooks(doc)
+
+
+def _restore_if_annotated(doc: Any) -> None:
+    if isinstance(doc, Doc) and "vector" not in doc.user_token_hooks and doc.user_data.get(_USER_DATA_KEY) is not None:
+        attach_hooks(doc)
+
+
+def _restoring(method: Callable[..., Iterator[Any]], doc_of: Callable[[Any, dict], Any]) -> Callable[..., Iterator[Any]]:
+    """`method`, a generator of Docs, with the hooks put back on each Doc it yields."""
+    if getattr(method, "_restores_elmo_hooks", False):
+        return method
+
+    @functools.wraps(method)
+    def restoring(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for item in method(*args, **kwargs):
+            _restore_if_annotated(doc_of(item, kwargs))
+            yield item
+
+    restoring._restores_elmo_hooks = True  # type: ignore[attr-defined]
+    return restoring
+
+
+def install_hook_restoring() -> None:
+    """Wrap the two spaCy paths that rebuild Docs from bytes, so ELMo vectors come back by themselves."""
+    Language.pipe = _restoring(Language.pipe, lambda item, kwargs: item[0] if kwargs.get("as_tuples") else item)
+    DocBin.get_docs = _restoring(DocBin.get_docs, lambda item, kwargs: item)
+
+
+_USER_DATA_KEY = ("._.", EXTENSION, None, None)
 
 
 def attach_hooks(doc: Doc) -> Doc:
