@@ -185,7 +185,7 @@ def test_no_network_says_which_address_and_what_to_do(tmp_path, monkeypatch):
     message = str(err.value)
     assert f"cannot reach http://127.0.0.1:9{OPTIONS_PATH}" in message
     assert "SPACY_ELMO_MIRROR" in message and str(tmp_path / "small" / "options.json") in message
-    assert "object at 0x" not in message
+    assert "[Errno 111] Connection refused);" in message and "Max retries" not in message
 
 
 def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_path, monkeypatch):
@@ -202,6 +202,17 @@ def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_pa
 def test_unknown_name_lists_the_names():
     with pytest.raises(UnknownModelError, match="'smal'.*default, small, medium, original, original-5.5B, pubmed"):
         resolve_model_files("smal")
+    with pytest.raises(UnknownModelError, match="'default' is the bundled model, nothing to download"):
+        fetch_model("default")
+
+
+def test_too_little_disk_space_is_refused_before_writing(storage, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(DownloadError, match=r"not enough disk space for .*weights\.hdf5 \(0\.5 MB more needed"):
+        fetch_model("small", progress=False)
+    assert cache_listing(tmp_path) == ["options.json"]
 
 
 def test_progress_bar(storage, capsys):

@@ -115,6 +115,9 @@ def model_names() -> Tuple[str, ...]:
 
 def get_model(name: str) -> PublishedModel:
     """The catalogue entry, or an error listing every name (`default` is the bundled model)."""
+    if name == DEFAULT_NAME:
+        raise UnknownModelError(f"{DEFAULT_NAME!r} is the bundled model, nothing to download; "
+                                "resolve_model_files() or resolve_model_files('default') gives its files")
     try:
         return MODELS[name]
     except (KeyError, TypeError):

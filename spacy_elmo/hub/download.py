@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import sys
 from contextlib import contextmanager
@@ -103,7 +104,7 @@ class ResumingDownloader:
 
     def _check_space(self, total: Optional[int], start: int) -> None:
         if total is not None and shutil.disk_usage(self.part.parent).free < total - start:
-            raise DownloadError(f"not enough disk space for {self.target} ({(total - start) / 1e6:.0f} MB more "
+            raise DownloadError(f"not enough disk space for {self.target} ({(total - start) / 1e6:.1f} MB more "
                                 f"needed in {self.part.parent}); free space, or set {CACHE_ENV} or --dir to a larger disk")
 
     def _stream(self, response, start: int, total: Optional[int]) -> int:
@@ -139,11 +140,12 @@ def _announced_total(response, start: int) -> Optional[int]:
 
 
 def _reason(err: Exception) -> str:
-    """The innermost cause of a requests error, without urllib3's object reprs."""
-    while err.__context__ is not None and not isinstance(err, OSError):
-        err = err.__context__
+    """The operating system's words for a requests error (refused, name not known), without urllib3's wrapping."""
     text = str(err)
-    return text.rsplit(": ", 1)[-1] if "object at 0x" in text else text or type(err).__name__
+    found = re.findall(r"\[Errno -?\d+\] [^'\"()]+", text)
+    if found:
+        return found[-1].strip()
+    return "timed out" if "timed out" in text.lower() else type(err).__name__
 
 
 def _write_error(err: OSError, path: Path) -> DownloadError:
@@ -168,7 +170,7 @@ def _quiet_pooch() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def fetch_file(remote: RemoteFile, path: Path, progress: bool = True) -> None:
+def _fetch_file(remote: RemoteFile, path: Path, progress: bool = True) -> None:
     """`path` complete and matching the known hash, or nothing at `path` and an error."""
     import pooch
 
@@ -240,7 +242,7 @@ def fetch_model(name: str, cache_dir: Optional[PathLike] = None, progress: bool 
             if cached:
                 return cached
             for remote, path in zip((model.options, model.weights), model_files(directory)):
-                fetch_file(remote, path, progress)
+                _fetch_file(remote, path, progress)
             return _accept(model, directory)
     except OSError as err:
         raise _write_error(err, directory) from None
