@@ -61,6 +61,11 @@ def handler_for(storage):
                 return
             match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
             start = int(match.group(1)) if match else 0
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
             if match:
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -138,6 +143,19 @@ def test_a_partial_file_left_by_an_earlier_run_is_resumed(storage, fixture_bytes
     assert storage.requests_for(WEIGHTS_PATH) == ["bytes=123456-"]
     assert weights.read_bytes() == fixture_bytes[1]
     assert "weights.hdf5.part" not in cache_listing(tmp_path)
+
+
+@pytest.mark.parametrize("leftover", ["complete", "longer than the file"])
+def test_a_part_file_as_long_as_the_file_or_longer(leftover, storage, fixture_bytes, tmp_path):
+    """The server answers 416: a complete .part is taken as it is, a longer one is discarded."""
+    directory = tmp_path / "cache" / "small"
+    directory.mkdir(parents=True)
+    extra = b"" if leftover == "complete" else b"junk"
+    (directory / "weights.hdf5.part").write_bytes(fixture_bytes[1] + extra)
+    _, weights = fetch_model("small", progress=False)
+    n = len(fixture_bytes[1]) + len(extra)
+    assert storage.requests_for(WEIGHTS_PATH) == [f"bytes={n}-"] + ([None] if extra else [])
+    assert weights.read_bytes() == fixture_bytes[1]
 
 
 def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixture_bytes, tmp_path):

@@ -72,6 +72,8 @@ class ResumingDownloader:
         offset = self.part.stat().st_size if self.part.is_file() else 0
         with self._get(session, url, offset) as response:
             if response.status_code == 416:
+                if response.headers.get("Content-Range") == f"bytes */{offset}":
+                    return
                 self.part.unlink()
                 raise _Dropped(0, None)
             if response.status_code >= 400:
