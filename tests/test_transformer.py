@@ -3,7 +3,6 @@ through the biLM, the Embedder and the `embed` command; the archive variants All
 bad archives; the shared biLM interface; writing an archive back."""
 import io
 import json
-import pickle
 import shutil
 import tarfile
 
@@ -22,7 +21,7 @@ from spacy_elmo.bilm.scalar_mix import ScalarMix
 from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions
 from spacy_elmo.bilm.weights import load_bilm
 from spacy_elmo.cli.app import app
-from spacy_elmo.errors import ElmoError, InputError, OptionsError, WeightsError
+from spacy_elmo.errors import InputError, OptionsError, WeightsError
 
 from conftest import SHARED
 
@@ -158,6 +157,13 @@ def _write_config(folder, edit):
     return folder
 
 
+def _char_indexer(folder, kind):
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["dataset_reader"]["token_indexers"]["token_characters"]["type"] = kind
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    return folder
+
+
 def _old_spelling(model):
     model["type"] = "bidirectional-language-model"
     del model["bidirectional"]
@@ -218,6 +224,8 @@ BAD_ARCHIVES = {
                         OptionsError, "forward-only"),
     "LSTM contextualizer": (lambda d, t: _write_config(d, lambda m: m["contextualizer"].update(type="lstm")),
                             OptionsError, "contextualizer type 'lstm' is not supported"),
+    "other character ids": (lambda d, t: _char_indexer(d, "characters"), OptionsError,
+                            "only 'elmo_characters' ids are supported"),
     "missing weight": (lambda d, t: _edit_state(d, lambda s: s.pop(
         "_contextualizer._backward_transformer.layers.1.feed_forward.w_2.weight")),
         WeightsError, "missing weight '_contextualizer._backward_transformer.layers.1.feed_forward.w_2.weight'"),
@@ -265,6 +273,15 @@ def test_bad_archive_through_the_command_is_one_line(unpacked, tmp_path):
     assert not (tmp_path / "out.hdf5").exists()
 
 
+def test_any_loader_reads_an_options_and_hdf5_folder(fixture_dir, tmp_path):
+    shutil.copy(fixture_dir / "options.json", tmp_path / "options.json")
+    shutil.copy(fixture_dir / "lm_weights.hdf5", tmp_path / "weights.hdf5")
+    model = load_any_bilm(tmp_path)
+    assert type(model).__name__ == "BiLM" and model.supports_state
+    with pytest.raises(WeightsError, match="not both|one or the other"):
+        load_any_bilm(tmp_path, options_file=tmp_path / "options.json", weight_file=tmp_path / "weights.hdf5")
+
+
 def test_not_a_model_path(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(WeightsError, match="not a biLM"):
@@ -295,7 +312,7 @@ def test_both_biLMs_share_the_interface(bilm, fixture_dir, batches):
         found = Embedder(model).embed_batch(sentences)
         assert [f.shape for f in found] == [(model.n_output_layers, len(s), model.output_dim) for s in sentences]
     assert lstm.supports_state and not bilm.supports_state
-    with pytest.raises(ElmoError, match="unknown biLM kind 'gru'"):
+    with pytest.raises(OptionsError, match="unknown biLM kind 'gru'"):
         bilm_from_config({"kind": "gru", "options": {}})
 
 
@@ -307,9 +324,9 @@ def test_written_archive_reads_back_in_allennlp_layout(bilm, archive_path, batch
         np.testing.assert_array_equal(a, b)
     config, state = read_archive(path)
     original_config, original = read_archive(archive_path)
-    biLM_keys = {k for k in original if not k.startswith(("_softmax_loss", "_last_average_loss"))}
-    assert set(state) == biLM_keys
-    for key in biLM_keys:
+    bilm_keys = {k for k in original if not k.startswith(("_softmax_loss", "_last_average_loss"))}
+    assert set(state) == bilm_keys
+    for key in bilm_keys:
         assert state[key].shape == original[key].shape
         torch.testing.assert_close(state[key], original[key], atol=1e-6, rtol=0)
     assert options_from_config(config, "written") == options_from_config(original_config, "original")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import ClassVar, Optional
 
 import torch
-from torch import nn
 
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
