@@ -153,6 +153,8 @@ def options_from_config(config: Dict[str, Any], source: str) -> Tuple[Transforme
         raise OptionsError(f"{source}: model.text_field_embedder.embedder_to_indexer_map is not supported")
     embedders = field_embedder.get("token_embedders", {k: v for k, v in field_embedder.items()
                                                        if k != "allow_unmatched_keys"})
+    if not isinstance(embedders, dict):
+        raise OptionsError(f"{source}: model.text_field_embedder.token_embedders must be an object")
     used = {name: e for name, e in embedders.items() if not (isinstance(e, dict) and e.get("type") == "empty")}
     if len(used) != 1:
         raise OptionsError(f"{source}: expected one character embedder in model.text_field_embedder "
