@@ -49,12 +49,16 @@ def _raise_interrupt(signum: int, frame) -> None:
 
 @contextmanager
 def handled_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` (so `finally` blocks remove temp files) and are remembered."""
+    """SIGINT and SIGTERM raise `Interrupted` (so `finally` blocks remove temp files) and are remembered;
+    SIGXFSZ is ignored, so exceeding a file size limit is an error like a full disk."""
     _received.clear()
     previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    handlers = {signal.SIGINT: _raise_interrupt, signal.SIGTERM: _raise_interrupt}
+    if hasattr(signal, "SIGXFSZ"):  # a file size limit: let the write fail with EFBIG instead of killing us
+        handlers[signal.SIGXFSZ] = signal.SIG_IGN
+    for signum, handler in handlers.items():
         try:
-            previous[signum] = signal.signal(signum, _raise_interrupt)
+            previous[signum] = signal.signal(signum, handler)
         except ValueError:  # not the main thread: leave signals alone
             pass
     try:
@@ -62,6 +66,7 @@ def handled_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _received.clear()
 
 
 def check_not_interrupted() -> None:
@@ -203,6 +208,8 @@ class AtomicOutput:
                 self.discard()
         else:
             self.discard()
+            if isinstance(exc, OSError) and not exc.filename:  # e.g. a write through a file object
+                raise OSError(exc.errno, exc.strerror or str(exc), str(self.target)) from None
 
 
 def atomic_write_text(target: PathLike, text: str) -> Path:

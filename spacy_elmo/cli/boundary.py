@@ -12,7 +12,6 @@ import os
 import signal
 from typing import Any, Callable
 
-import click
 import typer
 
 from ..atomic import Interrupted, handled_signals, received_signal
@@ -66,6 +65,11 @@ def fail(err: BaseException) -> None:
     raise typer.Exit(exit_code(err))
 
 
+def _is_click(err: BaseException) -> bool:
+    """click's own exceptions (usage errors, exits), from click or from the copy typer may vendor."""
+    return type(err).__module__.split(".")[0] in ("click", "typer")
+
+
 def error_boundary(command: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a typer command so that nothing but one `Error:` line reaches the user (see the module docstring)."""
 
@@ -74,10 +78,8 @@ def error_boundary(command: Callable[..., Any]) -> Callable[..., Any]:
         with handled_signals():
             try:
                 result = command(*args, **kwargs)
-            except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-                raise
             except BaseException as err:  # noqa: B902 - the boundary is the one place that may
-                if debug() or isinstance(err, (SystemExit, GeneratorExit)):
+                if debug() or isinstance(err, (SystemExit, GeneratorExit)) or _is_click(err):
                     raise
                 fail(err)
             signum = received_signal()

@@ -24,6 +24,8 @@ def read_lines(source: Union[str, Path]) -> List[str]:
         data = sys.stdin.buffer.read()
     else:
         path = Path(source)
+        if path.is_dir():
+            raise InputError(f"input {path} is a directory; expected a text file with one sentence per line")
         if not path.is_file():
             raise InputError(f"input file not found: {path}")
         data = path.read_bytes()
@@ -80,12 +82,11 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
         # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
         with h5py.File(handle, "w") as f:
             vectors = embedder.embed_sentences(line.split() for line in lines)
-            bar = tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress)
-            for i, (line, array) in enumerate(zip(lines, vectors)):
-                f.create_dataset(str(i), data=select_layers(array, layers))
-                sentence_to_index[line.strip()] = i
-                bar.update(1)
-            bar.close()
+            with tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress) as bar:
+                for i, (line, array) in enumerate(zip(lines, vectors)):
+                    f.create_dataset(str(i), data=select_layers(array, layers))
+                    sentence_to_index[line.strip()] = i
+                    bar.update(1)
             index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index, ensure_ascii=False)
     return len(lines)

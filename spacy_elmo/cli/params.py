@@ -74,7 +74,5 @@ def plural(count: int, noun: str) -> str:
 
 def given(ctx: typer.Context) -> List[str]:
     """The parameters of the running command that were set on the command line (or by env var)."""
-    from click.core import ParameterSource
-
-    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    return [name for name in ctx.params if ctx.get_parameter_source(name) in sources]
+    sources = ("COMMANDLINE", "ENVIRONMENT")  # by name: typer may vendor its own click
+    return [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) in sources]

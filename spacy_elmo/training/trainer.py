@@ -534,7 +534,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     record: Dict[str, Any] = {}
     window_loss, window_steps, window_start = torch.zeros(2), 0, time.time()
     last_save, session_start, session_elapsed = time.time(), time.time(), elapsed
-    with _Interrupt() as interrupt:
+    with bar, _Interrupt() as interrupt:
         while True:
             (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) = next(fwd_batches), next(bwd_batches)
             char_ids, index = encode_batch([fwd_rows, bwd_rows], options.max_characters_per_token)
@@ -583,7 +583,6 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
                 last_save = time.time()
             if stop:
                 break
-    bar.close()
     if interrupt.requested:
         return {**record, "interrupted": signal.Signals(interrupt.signum).name}
     if config.heldout and rank == 0:
