@@ -21,10 +21,9 @@ from thinc.types import Floats3d
 
 from ..bilm.char_ids import CharBatch
 from ..bilm.embedder import Embedder, length_batches
-from ..bilm.lstm_bilm import BiLM
-from ..bilm.options import ElmoOptions
+from ..bilm.interface import ContextualBiLM, bilm_config, bilm_from_config, load_any_bilm
 from ..bilm.weights import load_bilm
-from ..hub.default_model import default_model_files
+from ..hub import resolve_model_files
 from ..errors import ElmoError, WeightsError
 from .doc_cache import DocCache
 
@@ -103,31 +102,31 @@ class TorchShim(PyTorchShim):
         return self
 
 
-def build_bilm(options: Dict[str, Any]) -> BiLM:
-    return BiLM(ElmoOptions.from_dict(options, source="serialized spacy-elmo model")).eval()
+def build_bilm(**config: Any) -> ContextualBiLM:
+    return bilm_from_config(config, source="serialized spacy-elmo model").eval()
 
 
-def resolve_weight_files(options_file: Optional[str], weight_file: Optional[str]) -> Tuple[str, str]:
-    """Both files, or neither (the bundled default model)."""
-    if options_file is None and weight_file is None:
-        try:
-            options, weights = default_model_files()
-        except WeightsError as err:
-            raise WeightsError(f"{err}, e.g. nlp.add_pipe(\"elmo\", config={{\"model\": {{\"options_file\": ..., "
-                               "\"weight_file\": ...}}) or [components.elmo.model] options_file/weight_file") from None
-        return str(options), str(weights)
-    if options_file is None or weight_file is None:
-        given, missing = ("options_file", "weight_file") if options_file else ("weight_file", "options_file")
-        raise WeightsError(f"the elmo model got {given}={options_file or weight_file!r} but no {missing}; "
-                           "pass both files, or neither for the bundled default model")
-    return options_file, weight_file
+def load_weights(attrs: Dict[str, Any]) -> ContextualBiLM:
+    """The biLM the config names: an AllenNLP archive, a catalogue name, both files, or (nothing) the bundled model."""
+    if attrs["archive"] is not None:
+        if any(attrs[key] is not None for key in ("name", "options_file", "weight_file")):
+            raise WeightsError(f"the elmo model got archive={attrs['archive']!r} and also a name or options/weight "
+                               "files; pass one of them")
+        return load_any_bilm(attrs["archive"])
+    options_file, weight_file = resolve_model_files(attrs["name"], attrs["options_file"], attrs["weight_file"])
+    return load_bilm(options_file, weight_file)
 
 
 @registry.architectures("spacy-elmo.ElmoModel.v2")
-def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
-              max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096,
-              train_cache_mb: float = 2048, train_cache_dtype: str = "float32") -> Model[List[Doc], List[Floats3d]]:
+def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, weight_file: Optional[str] = None,
+              archive: Optional[str] = None, frozen: bool = True, max_length: int = 256, batch_size: int = 64,
+              max_batch_tokens: int = 4096, train_cache_mb: float = 2048,
+              train_cache_dtype: str = "float32") -> Model[List[Doc], List[Floats3d]]:
     """All biLM layers for every token of every Doc.
+
+    The biLM: a catalogue `name` (downloaded once into the cache), official `options_file` +
+    `weight_file`, a Transformer-ELMo `archive` (AllenNLP model.tar.gz), or none of them for the
+    bundled English model. It is read at `initialize` and then travels inside the pipeline.
 
     One sequence per sentence when the Doc has sentence boundaries, else per window of at most
     `max_length` tokens; whitespace tokens are left out (zeros). Sequences of all Docs are run in
@@ -144,7 +143,8 @@ def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = N
         forward,
         init=init,
         dims={"nO": None, "nL": None},
-        attrs={"options_file": options_file, "weight_file": weight_file, "frozen": frozen, "max_length": max_length,
+        attrs={"name": name, "options_file": options_file, "weight_file": weight_file, "archive": archive,
+               "frozen": frozen, "max_length": max_length,
                "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
                "train_cache": DocCache(train_cache_mb, train_cache_dtype),
                "replace_listener_cfg": replace_listener_cfg},
@@ -156,22 +156,22 @@ def ElmoModel(options_file: Optional[str] = None, weight_file: Optional[str] = N
 def ElmoModel_v1(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
                  max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096) -> Model[List[Doc], List[Floats3d]]:
     """v2 without the training cache, for pipelines saved before it existed."""
-    return ElmoModel(options_file, weight_file, frozen, max_length, batch_size, max_batch_tokens, train_cache_mb=0)
+    return ElmoModel(None, options_file, weight_file, None, frozen, max_length, batch_size, max_batch_tokens,
+                     train_cache_mb=0)
 
 
 def init(model: Model, X: Any = None, Y: Any = None) -> None:
     """Read the weight files unless the biLM is already there (deserialized or initialized before)."""
     shim = model.shims[0]
     if shim.module is None:
-        options_file, weight_file = resolve_weight_files(model.attrs["options_file"], model.attrs["weight_file"])
-        bilm = load_bilm(options_file, weight_file)
-        shim.set_module(bilm, {"options": bilm.options.to_dict()})
+        bilm = load_weights(model.attrs)
+        shim.set_module(bilm, bilm_config(bilm))
     options = shim.module.options
     model.set_dim("nO", options.output_dim)
     model.set_dim("nL", options.n_output_layers)
 
 
-def get_bilm(model: Model) -> BiLM:
+def get_bilm(model: Model) -> ContextualBiLM:
     if model.shims[0].module is None:
         model.initialize()
     return model.shims[0].module
@@ -198,7 +198,7 @@ def doc_sequences(columns: np.ndarray, max_length: int) -> Tuple[List[int], Opti
     return orths, kept, slices
 
 
-def get_embedder(model: Model, bilm: BiLM) -> Embedder:
+def get_embedder(model: Model, bilm: ContextualBiLM) -> Embedder:
     """The core Embedder over the model's module, for runs without autograd. With a frozen biLM it
     keeps the char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
     frozen = bool(model.attrs["frozen"])

@@ -25,8 +25,10 @@ from .listener import ElmoListener
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy-elmo.ElmoModel.v2"
+name = null
 options_file = null
 weight_file = null
+archive = null
 frozen = true
 max_length = 256
 batch_size = 64
