@@ -258,7 +258,7 @@ def test_resolve_model_files_combinations(fixture_dir):
 
 def test_cache_location_and_mirror(tmp_path, monkeypatch):
     monkeypatch.delenv("SPACY_ELMO_CACHE", raising=False)
-    assert cache_root().name == "spacy-elmo"
+    assert "spacy-elmo" in cache_root().parts
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "env"))
     assert cache_root() == tmp_path / "env"
     assert cache_root(tmp_path / "flag") == tmp_path / "flag"
@@ -334,6 +334,16 @@ def test_embed_by_model_name(storage, tmp_path):
 
     with h5py.File(tmp_path / "out.hdf5", "r") as f:
         assert f["0"].shape == (3, 32)
+
+
+@pytest.mark.parametrize("files", [["--archive", "some.tar.gz"], ["--options-file", "o.json", "--weight-file", "w.hdf5"]])
+def test_embed_model_with_other_model_files_is_refused(files, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    result = cli("embed", source, tmp_path / "out.hdf5", "--model", "small", *files)
+    assert result.exit_code == 1 and not (tmp_path / "out.hdf5").exists()
+    assert re.search("pass one of --archive, --model|pass a name or both files, not both",
+                     one_error_line(result.stderr)), result.stderr
 
 
 def one_error_line(stderr):

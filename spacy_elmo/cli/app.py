@@ -191,8 +191,8 @@ def embed_command(
     from ..errors import ElmoError
     from .embed_file import check_output, embed_file
 
-    if archive is not None and (options_file is not None or weight_file is not None):
-        raise ElmoError("pass --archive, or --options-file and --weight-file, not both")
+    if archive is not None and (options_file is not None or weight_file is not None or model is not None):
+        raise ElmoError("pass one of --archive, --model, or --options-file and --weight-file")
     if (options_file is None) != (weight_file is None):
         raise ElmoError("pass both --options-file and --weight-file, or neither for the bundled model")
     check_output(output_file, [input_file, options_file, weight_file, archive])
