@@ -45,8 +45,9 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
              "--training.max_steps", str(args.max_steps), "--training.patience", str(args.patience),
              "--training.eval_frequency", str(args.eval_frequency)]
     if system == "elmo":
+        files_given = args.elmo_options != "null" or args.elmo_weights != "null"
         train += ["--paths.elmo_options", args.elmo_options, "--paths.elmo_weights", args.elmo_weights,
-                  "--components.elmo.model.name", args.elmo_model]
+                  "--components.elmo.model.name", "null" if files_given else args.elmo_model]
     partial = metrics.with_suffix(".json.partial")
     evaluate = [sys.executable, "-m", "spacy", "evaluate", str(output / "model-best"), paths["test"],
                 "--output", str(partial), "--gpu-id", str(args.gpu_id)]
@@ -77,7 +78,7 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads per run")
     parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--elmo-model", default="null", help="a catalogue name such as small (default: bundled)")
+    parser.add_argument("--elmo-model", default="default", help="a catalogue name (ignored when files are given)")
     parser.add_argument("--elmo-options", default="null")
     parser.add_argument("--elmo-weights", default="null")
     parser.add_argument("--metrics", default="metrics")
