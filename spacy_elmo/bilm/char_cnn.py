@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from . import precision
 from .char_ids import N_CHARACTERS, PADDING_CHAR
 from .options import ElmoOptions
 
@@ -31,8 +32,8 @@ class Highway(nn.Module):
             nn.init.constant_(linear.bias, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.carry(x))
-        return gate * torch.relu(self.transform(x)) + (1 - gate) * x
+        gate = torch.sigmoid(precision.linear(x, self.carry))
+        return gate * torch.relu(precision.linear(x, self.transform)) + (1 - gate) * x
 
 
 class CharCNN(nn.Module):
@@ -91,14 +92,14 @@ class CharCNN(nn.Module):
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         chars = self.embedding(self._trim(char_ids)).transpose(1, 2)
-        pooled = [conv(chars).amax(dim=2) for conv in self.convs]
+        pooled = [precision.conv1d(chars, conv).amax(dim=2) for conv in self.convs]
         if chars.shape[2] < char_ids.shape[1]:
             pad = self.embedding.weight[PADDING_ID].view(1, -1, 1)
-            pooled = [torch.maximum(p, conv(pad.expand(1, -1, conv.kernel_size[0]))[:, :, 0])
+            pooled = [torch.maximum(p, precision.conv1d(pad.expand(1, -1, conv.kernel_size[0]), conv)[:, :, 0])
                       for p, conv in zip(pooled, self.convs)]
         x = self.activation(torch.cat(pooled, dim=-1))
         for highway in self.highways:
             x = highway(x)
         if self.projection is not None:
-            x = self.projection(x)
+            x = precision.linear(x, self.projection)
         return x

@@ -11,6 +11,7 @@ import torch
 from ..errors import InputError
 from .char_ids import CharBatch
 from .interface import ContextualBiLM, load_any_bilm
+from .precision import check_precision, compute_precision
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: Optional[int] = None) -> List[List[int]]:
@@ -48,13 +49,17 @@ class Embedder:
     The char-CNN vector of a token does not depend on its context, so up to `cache_size` of them
     are kept across batches and frequent words skip the CNN. The cache assumes fixed weights:
     call clear_cache() after changing them (0 turns the cache off).
+
+    `precision` ("fp32", "bf16" or "int8", see spacy_elmo.bilm.precision) is how the products are
+    computed; the weights stay fp32.
     """
 
     def __init__(self, bilm: ContextualBiLM, batch_size: int = 64, max_batch_tokens: Optional[int] = 4096,
-                 stateful: bool = False, cache_size: int = 20_000) -> None:
+                 stateful: bool = False, cache_size: int = 20_000, precision: str = "fp32") -> None:
         if stateful and not bilm.supports_state:
             raise InputError(f"stateful=True needs a biLM that carries state between batches (an LSTM); "
                              f"this {bilm.options.kind} biLM reads every sentence on its own")
+        self.precision = check_precision(precision)
         self.bilm = bilm.eval()
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -116,7 +121,7 @@ class Embedder:
 
     def layers(self, batch: CharBatch) -> torch.Tensor:
         """All layers (L, B, T', D) of a CharBatch on the biLM's device, boundaries included."""
-        with torch.inference_mode():
+        with torch.inference_mode(), compute_precision(self.precision):
             index, lengths = (torch.from_numpy(a).to(self.bilm.device) for a in (batch.index, batch.lengths))
             return self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)
 

@@ -13,6 +13,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from . import precision
+
 LstmState = Tuple[torch.Tensor, torch.Tensor]
 
 
@@ -59,7 +61,7 @@ class BiLstmLayer(nn.Module):
             packed = time_major[:, running]
         else:
             packed = time_major.reshape(n_dir, steps * batch, dim)
-        gates_in = torch.baddbmm((self.bias + forget).unsqueeze(1), packed, self.w_input)
+        gates_in = precision.batched_product(packed, self.w_input, add=(self.bias + forget).unsqueeze(1))
         cell, hidden = state
         finished: List[LstmState] = []
         outputs: List[torch.Tensor] = []
@@ -72,7 +74,7 @@ class BiLstmLayer(nn.Module):
             if n == 0:
                 outputs.extend(inputs.new_zeros(n_dir, batch, self.hidden_dim) for _ in range(t, steps))
                 break
-            gates = torch.baddbmm(gates_in[:, start : start + n], hidden, self.w_hidden)
+            gates = precision.batched_product(hidden, self.w_hidden, add=gates_in[:, start : start + n], int8=False)
             start += n
             i, j, f, o = gates.chunk(4, dim=-1)
             cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(j)
@@ -80,7 +82,7 @@ class BiLstmLayer(nn.Module):
                 cell = cell.clamp(-self.cell_clip, self.cell_clip)
             hidden = torch.sigmoid(o) * torch.tanh(cell)
             if self.w_proj is not None:
-                hidden = torch.bmm(hidden, self.w_proj)
+                hidden = precision.batched_product(hidden, self.w_proj)
             if self.proj_clip is not None:
                 hidden = hidden.clamp(-self.proj_clip, self.proj_clip)
             outputs.append(hidden if n == batch else nn.functional.pad(hidden, (0, 0, 0, batch - n)))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, OptionsError
+from . import precision
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
 from .options import ACTIVATIONS
@@ -121,7 +122,7 @@ class CharEncoder(nn.Module):
         nn.init.zeros_(self.projection.bias)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.projection(self.cnn(char_ids)))
+        return self.norm(precision.linear(self.cnn(char_ids), self.projection))
 
 
 class TransformerLayer(nn.Module):
@@ -146,16 +147,16 @@ class TransformerLayer(nn.Module):
         batch, steps, dim = x.shape
 
         def heads(linear: nn.Linear) -> torch.Tensor:
-            return linear(x).view(batch, steps, self.n_heads, -1).transpose(1, 2)
+            return precision.linear(x, linear).view(batch, steps, self.n_heads, -1).transpose(1, 2)
 
         attended = F.scaled_dot_product_attention(heads(self.query), heads(self.key), heads(self.value),
                                                   attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
-        return self.output(attended.transpose(1, 2).reshape(batch, steps, dim))
+        return precision.linear(attended.transpose(1, 2).reshape(batch, steps, dim), self.output)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         x = x + self._drop(self._attend(self.attention_norm(x), allowed))
-        hidden = self._drop(torch.relu(self.feed_forward_in(self.feed_forward_norm(x))))
-        return x + self._drop(self.feed_forward_out(hidden))
+        hidden = self._drop(torch.relu(precision.linear(self.feed_forward_norm(x), self.feed_forward_in)))
+        return x + self._drop(precision.linear(hidden, self.feed_forward_out))
 
 
 class TransformerLM(nn.Module):
@@ -186,19 +187,21 @@ def sinusoid_positions(steps: int, dim: int, device: torch.device) -> torch.Tens
     return table
 
 
-def attention_masks(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def attention_masks(segments: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """(B, 1, T, T) booleans, True = may attend, for the forward and the backward LM.
 
-    A token attends to the real tokens at or before it (forward) or at or after it (backward).
-    Padding rows may attend everywhere: their outputs are dropped, but a row without any allowed
-    key would make NaNs that leak into real rows through zero attention weights.
+    `segments` (B, T) numbers the sequences of a row (0 = padding), so that a trainer can pack several
+    sentences into one row without letting them see each other. A token attends to the tokens of its
+    own sequence at or before it (forward) or at or after it (backward). Padding rows may attend
+    everywhere: their outputs are dropped, but a row without any allowed key would make NaNs that
+    leak into real rows through zero attention weights.
     """
-    steps = mask.shape[1]
-    causal = torch.ones(steps, steps, dtype=torch.bool, device=mask.device).tril()
-    keys = mask.unsqueeze(1)
-    padding_rows = ~mask.unsqueeze(2)
-    forward = (causal & keys) | padding_rows
-    backward = (causal.t() & keys) | padding_rows
+    steps = segments.shape[1]
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=segments.device).tril()
+    same = (segments.unsqueeze(2) == segments.unsqueeze(1)) & (segments > 0).unsqueeze(1)
+    padding_rows = (segments == 0).unsqueeze(2)
+    forward = (causal & same) | padding_rows
+    backward = (causal.t() & same) | padding_rows
     return forward.unsqueeze(1), backward.unsqueeze(1)
 
 
@@ -222,10 +225,18 @@ class TransformerBiLM(ContextualBiLM):
         steps = index.shape[1]
         tokens = token_vectors[index]
         mask = torch.arange(steps, device=index.device).unsqueeze(0) < lengths.unsqueeze(1)
-        positions = sinusoid_positions(steps, self.options.input_dim, tokens.device).to(tokens.dtype)
-        x = self.input_dropout(tokens + positions)
-        forward_allowed, backward_allowed = attention_masks(mask)
+        positions = torch.arange(steps, device=index.device).expand_as(index)
         layers = [torch.cat([tokens, tokens], dim=-1)]
-        for fwd, bwd in zip(self.forward_lm(x, forward_allowed), self.backward_lm(x, backward_allowed)):
+        for fwd, bwd in zip(*self.directions(tokens, positions, mask.long())):
             layers.append(torch.cat([fwd, bwd], dim=-1))
         return torch.stack(layers) * mask.unsqueeze(-1).to(tokens.dtype)
+
+    def directions(self, tokens: torch.Tensor, positions: torch.Tensor,
+                   segments: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Every layer of the forward and of the backward LM for token vectors (B, T, E), each token's
+        position in its sequence (B, T) and the sequence numbers of `attention_masks` (B, T)."""
+        table = sinusoid_positions(int(positions.max()) + 1 if positions.numel() else 1, self.options.input_dim,
+                                   tokens.device).to(tokens.dtype)
+        x = self.input_dropout(tokens + table[positions])
+        forward_allowed, backward_allowed = attention_masks(segments)
+        return self.forward_lm(x, forward_allowed), self.backward_lm(x, backward_allowed)

@@ -1,0 +1,154 @@
+"""Run-time arithmetic precision of biLM inference: fp32 (exact), bf16, int8.
+
+The weights stay fp32 in the module and in saved files. A lower precision multiplies with copies
+derived from them (bf16, or int8 packed for fbgemm) that are kept per parameter and remade when the
+parameter changes (its version counter or storage moves). Only the products change precision:
+biases, gate nonlinearities, the LSTM cell state, clipping and the recurrent sum stay fp32.
+
+- bf16: inputs and weights rounded to bf16, products accumulated in fp32, each product's result
+  rounded to bf16 (what a bf16 matmul returns) and then added in fp32. On a CPU without bf16
+  instructions torch's bf16 kernels are ~100x slower than fp32, so there the same rounding is
+  computed with fp32 kernels: identical numbers up to summation order, at fp32 speed.
+- int8: the LSTM input and projection products and the char CNN's highway/projection layers use
+  fbgemm dynamic quantization (per-channel int8 weights, activations quantized per call); the
+  recurrent product and the convolutions stay fp32, since errors there feed back over time.
+
+Lower precisions are for inference: under autograd (fine-tuning) every product is fp32, so
+gradients are exact and the int8 path, which has none, is never differentiated.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+from typing import Any, Callable, Iterator, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..errors import InputError
+
+PRECISIONS: Tuple[str, ...] = ("fp32", "bf16", "int8")
+
+_current: ContextVar[str] = ContextVar("spacy_elmo_precision", default="fp32")
+_derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def check_precision(value: Any, option: str = "precision") -> str:
+    """The value if it names a precision; else one InputError naming the option and the allowed values."""
+    if value not in PRECISIONS:
+        raise InputError(f"{option}: unknown precision {value!r}; use one of {', '.join(PRECISIONS)}")
+    return value
+
+
+@contextmanager
+def compute_precision(precision: str) -> Iterator[None]:
+    """Run the biLM code inside in `precision` (this thread / task only)."""
+    token = _current.set(check_precision(precision))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def active_precision() -> str:
+    """The precision products use now: fp32 whenever autograd records."""
+    return "fp32" if torch.is_grad_enabled() else _current.get()
+
+
+@lru_cache(maxsize=None)
+def _cpu_has_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 kernels on `device` are fast ones (else bf16 rounding is computed in fp32)."""
+    return device.type != "cpu" or _cpu_has_bf16()
+
+
+def _derive(param: torch.Tensor, kind: str, make: Callable[[torch.Tensor], Any]) -> Any:
+    """make(param) computed once per parameter state and kind."""
+    key = (kind, param._version, param.data_ptr(), param.device)
+    entry = _derived.get(param)
+    if entry is None or entry[0] != key:
+        with torch.no_grad():
+            entry = (key, make(param.detach()))
+        _derived[param] = entry
+    return entry[1]
+
+
+def _bf16_weight(weight: torch.Tensor) -> torch.Tensor:
+    if native_bf16(weight.device):
+        return _derive(weight, "bf16", lambda w: w.to(torch.bfloat16))
+    return _derive(weight, "bf16-in-fp32", lambda w: w.to(torch.bfloat16).float())
+
+
+def _bf16_round(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.bfloat16) if native_bf16(x.device) else x.to(torch.bfloat16).float()
+
+
+def _bf16_result(product: torch.Tensor) -> torch.Tensor:
+    """A product as a bf16 kernel returns it (rounded to bf16), as fp32 for the sums that follow."""
+    return product.to(torch.bfloat16).float()
+
+
+def _pack_int8(weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> Any:
+    """fbgemm's packed form of an (out, in) weight: symmetric per-output-channel int8."""
+    scales = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0).double()
+    zero = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():  # torch marks quantized-tensor creation deprecated; the kernels remain
+        warnings.simplefilter("ignore", UserWarning)
+        quantized = torch.quantize_per_channel(weight.float().cpu(), scales, zero, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.float().cpu())
+
+
+def _int8_linear(x: torch.Tensor, packed: Any) -> torch.Tensor:
+    """x (..., in) times a packed weight. fbgemm quantizes activations with one scale per call (7
+    bits, as CPUs whose int8 dot products saturate 16-bit sums need); scaling every row to max 1
+    first and back after makes that one scale per row, so a token with large values does not
+    cost the others their resolution."""
+    if x.device.type != "cpu":
+        raise InputError(f"precision int8 runs on the CPU only; this biLM is on {x.device}: use bf16 there")
+    rows = x.reshape(-1, x.shape[-1])
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+    product = torch.ops.quantized.linear_dynamic((rows / scale).contiguous(), packed, True) * scale
+    return product.reshape(*x.shape[:-1], -1)
+
+
+def batched_product(x: torch.Tensor, weight: torch.Tensor, add: Optional[torch.Tensor] = None,
+                    int8: bool = True) -> torch.Tensor:
+    """add + x @ weight for (G, N, K) x (G, K, M); `int8=False` keeps this product fp32 in int8 mode."""
+    mode = active_precision()
+    if mode == "fp32" or (mode == "int8" and not int8):
+        return torch.bmm(x, weight) if add is None else torch.baddbmm(add, x, weight)
+    if mode == "bf16":
+        product = _bf16_result(torch.bmm(_bf16_round(x), _bf16_weight(weight)))
+    else:
+        packed = _derive(weight, "int8", lambda w: [_pack_int8(w[g].t()) for g in range(w.shape[0])])
+        product = torch.stack([_int8_linear(x[g], packed[g]) for g in range(x.shape[0])])
+    return product if add is None else product + add
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(x) in the active precision; the bias is added in fp32."""
+    mode = active_precision()
+    if mode == "fp32":
+        return layer(x)
+    if mode == "bf16":
+        return _bf16_result(nn.functional.linear(_bf16_round(x), _bf16_weight(layer.weight))) + layer.bias
+    packed = _derive(layer.weight, "int8", _pack_int8)
+    return _int8_linear(x, packed) + layer.bias
+
+
+def conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """conv(x) in the active precision (int8 mode keeps convolutions fp32); the bias is added in fp32."""
+    if active_precision() != "bf16":
+        return conv(x)
+    bias = conv.bias.unsqueeze(-1)
+    return _bf16_result(nn.functional.conv1d(_bf16_round(x), _bf16_weight(conv.weight))) + bias
