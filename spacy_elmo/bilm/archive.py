@@ -350,22 +350,27 @@ def config_from_options(options: TransformerOptions) -> Dict[str, Any]:
 
 
 def write_archive(bilm: TransformerBiLM, path: PathLike, vocabulary_dir: Optional[PathLike] = None,
-                  extra_state: Optional[Dict[str, torch.Tensor]] = None) -> Path:
-    """Write `bilm` as an AllenNLP model archive: a folder, or a tar.gz when `path` ends in .tar.gz/.tgz.
+                  extra_state: Optional[Dict[str, torch.Tensor]] = None,
+                  model_settings: Optional[Dict[str, Any]] = None, as_tar: Optional[bool] = None) -> Path:
+    """Write `bilm` as an AllenNLP model archive: a folder, or a tar.gz (`as_tar`; by default when `path`
+    ends in .tar.gz/.tgz).
 
     `extra_state` adds tensors that are not part of the biLM (a trainer's softmax), `vocabulary_dir`
-    the softmax vocabulary; without them AllenNLP can embed with the archive but not train on.
+    the softmax vocabulary, `model_settings` the LanguageModel settings that go with them (num_samples,
+    dropout); without them AllenNLP can embed with the archive but not train on.
     The archive appears complete or not at all.
     """
     path = Path(path)
     config = config_from_options(bilm.options)
+    config["model"].update(model_settings or {})
     name = next(k for k, v in config["model"]["text_field_embedder"]["token_embedders"].items()
                 if v.get("type") != "empty")
     state = {entry.key: entry.dump() for entry in _entries(bilm, name)}
     state[POSITION_KEY] = sinusoid_positions(ALLENNLP_MAX_POSITIONS, bilm.options.input_dim,
                                              torch.device("cpu")).unsqueeze(0)
     state.update(extra_state or {})
-    as_tar = path.name.endswith((".tar.gz", ".tgz"))
+    if as_tar is None:
+        as_tar = path.name.endswith((".tar.gz", ".tgz"))
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=parent) as tmp:

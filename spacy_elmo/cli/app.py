@@ -71,16 +71,26 @@ def pretrain_command(
     heldout: str = typer.Option("", help="Comma-separated held-out files/dirs to evaluate at the end"),
     fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
     lang: str = typer.Option("en"),
-    lstm_dim: int = typer.Option(512, callback=at_least(1)),
-    projection_dim: int = typer.Option(128, callback=at_least(1)),
-    n_layers: int = typer.Option(2, callback=at_least(1)),
+    bilm: str = typer.Option("lstm", callback=choice("lstm", "transformer"),
+                             help="lstm (ELMo, bilm-tf's recipe) or transformer (Transformer ELMo, exported as "
+                                  "an AllenNLP model archive)"),
+    lstm_dim: int = typer.Option(512, callback=at_least(1), help="LSTM cell size (lstm)"),
+    projection_dim: int = typer.Option(128, callback=at_least(1), help="LSTM projection size (lstm)"),
+    input_dim: int = typer.Option(256, callback=at_least(1),
+                                  help="Char projection and model width (transformer; even, a multiple of --n-heads)"),
+    hidden_dim: int = typer.Option(1024, callback=at_least(1), help="Feed-forward size (transformer)"),
+    n_heads: int = typer.Option(8, callback=at_least(1),
+                                help="Attention heads (transformer; `export` needs 8, AllenNLP's number)"),
+    n_layers: int = typer.Option(2, callback=at_least(1), help="LSTM or transformer layers per direction"),
     filters: str = typer.Option("1:32,2:32,3:64,4:128,5:256", callback=check_filters,
                                 help="width:count pairs of the char CNN"),
     char_dim: int = typer.Option(16, callback=at_least(1)),
     n_highway: int = typer.Option(1, callback=at_least(0)),
     dropout: float = typer.Option(0.1, callback=number(0, 1, low_open=False, high_open=True)),
     batch_size: int = typer.Option(64, callback=at_least(1)),
-    unroll_steps: int = typer.Option(20, callback=at_least(1)),
+    unroll_steps: int = typer.Option(None, callback=at_least(1),
+                                     help="Positions per batch row: bilm-tf's unroll steps (lstm, default 20), or the "
+                                          "row that whole sentences are packed into (transformer, default 64)"),
     n_negative_samples: int = typer.Option(8192, callback=at_least(1)),
     optimizer: str = typer.Option("adagrad", callback=choice("adagrad", "adam"), help="adagrad (bilm-tf) or adam"),
     learning_rate: float = typer.Option(0.2, callback=number()),
@@ -95,7 +105,8 @@ def pretrain_command(
     seed: int = typer.Option(0, callback=at_least(0)),
     threads: int = typer.Option(0, callback=at_least(0), help="torch threads (0: torch's default)"),
 ) -> None:
-    """Train a biLM the bilm-tf way; Ctrl-C saves a checkpoint. Works under `torchrun --nproc_per_node N`."""
+    """Train a biLM (LSTM the bilm-tf way, or transformer); Ctrl-C saves a checkpoint. Works under
+    `torchrun --nproc_per_node N`."""
     import signal
     from dataclasses import replace
     from pathlib import Path
@@ -103,9 +114,10 @@ def pretrain_command(
     from ..training.trainer import TrainConfig, load_checkpoint, run_config, train as run
 
     settings = dict(
-        train=list(train or []), vocab=vocab, output=output, fmt=fmt, lang=lang, lstm_dim=lstm_dim,
-        projection_dim=projection_dim, n_layers=n_layers, filters=parse_filters(filters), char_embedding_dim=char_dim,
-        n_highway=n_highway, dropout=dropout, batch_size=batch_size, unroll_steps=unroll_steps,
+        train=list(train or []), vocab=vocab, output=output, fmt=fmt, lang=lang, bilm=bilm, lstm_dim=lstm_dim,
+        projection_dim=projection_dim, input_dim=input_dim, hidden_dim=hidden_dim, n_heads=n_heads, n_layers=n_layers,
+        filters=parse_filters(filters), char_embedding_dim=char_dim, n_highway=n_highway, dropout=dropout,
+        batch_size=batch_size, unroll_steps=unroll_steps or (64 if bilm == "transformer" else 20),
         n_negative_samples=n_negative_samples, optimizer=optimizer, learning_rate=learning_rate,
         clip_norm=clip_norm, max_steps=max_steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, heldout=split_list(heldout),
@@ -156,11 +168,14 @@ def evaluate_command(
 @app.command("export")
 def export_command(
     run_dir: str = typer.Argument(..., help="Run directory or checkpoint file"),
-    output: str = typer.Argument(..., help="Directory for options.json, weights.hdf5, vocab.txt"),
-    with_softmax: bool = typer.Option(False, help="Also write softmax.pt, needed only to continue training"),
+    output: str = typer.Argument(..., help="LSTM: directory for options.json, weights.hdf5, vocab.txt. Transformer: "
+                                            "AllenNLP model archive, a folder or a .tar.gz file"),
+    with_softmax: bool = typer.Option(False, help="LSTM: also write softmax.pt, needed only to continue training "
+                                                  "(a transformer archive always holds the softmax)"),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory"),
 ) -> None:
-    """Export a trained biLM in the official AllenNLP/bilm-tf layout (with a checksum that loading verifies)."""
+    """Export a trained biLM: an LSTM in the official AllenNLP/bilm-tf layout (with a checksum that loading
+    verifies), a transformer as an AllenNLP model archive (what `embed --archive` and the elmo component read)."""
     from pathlib import Path
 
     from ..training.trainer import export

@@ -73,3 +73,31 @@ class Softmax(nn.Module):
         sampled_logits = sampled_logits.masked_fill(targets.unsqueeze(1) == sampled.unsqueeze(0), float("-inf"))
         logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)
         return (torch.logsumexp(logits, dim=1) - true_logits).mean()
+
+
+class SoftmaxLM(nn.Module):
+    """What a biLM training model adds to its biLM: dropout on the top layer of each direction, then the
+    softmax shared by both directions; sampled in training when `n_samples` > 0, full otherwise.
+    Subclasses set `bilm` and compute the top layers."""
+
+    def __init__(self, n_classes: int, dim: int, dropout: float, n_samples: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        self.softmax = Softmax(n_classes, dim)
+        self.dropout = dropout
+        self.n_samples = n_samples
+        self.sampler = np.random.default_rng(seed)
+
+    def direction_losses(self, tops: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss (2,) of the forward and backward top layers (2, B, T, P) against targets (2, B, T);
+        positions whose target is negative have none."""
+        tops = nn.functional.dropout(tops, self.dropout, self.training)
+        losses = []
+        for top, direction_targets in zip(tops, targets):
+            wanted = direction_targets.reshape(-1)
+            keep = wanted >= 0
+            hidden, wanted = top.reshape(-1, top.shape[-1])[keep], wanted[keep]
+            if self.training and self.n_samples:
+                losses.append(self.softmax.sampled_loss(hidden, wanted, self.n_samples, self.sampler))
+            else:
+                losses.append(self.softmax.full_loss(hidden, wanted))
+        return torch.stack(losses)

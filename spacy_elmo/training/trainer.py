@@ -22,15 +22,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bilm.archive import ALLENNLP_HEADS
 from ..bilm.char_ids import token_to_ids
+from ..bilm.interface import load_any_bilm
 from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import BiLM
 from ..bilm.options import ElmoOptions
+from ..bilm.transformer_bilm import TransformerOptions
 from ..atomic import AtomicOutput, Interrupted, atomic_write_text, refuse_inputs
 from ..bilm.weights import load_bilm, save_bilm
 from ..errors import InputError, OutputError
 from .corpus import FORMATS, PackedBatches, SentenceStream, expand_paths
-from .softmax import Softmax
+from .softmax import SoftmaxLM
+from .transformer_lm import TransformerBatches, TransformerLanguageModel, export_archive
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 SMALL_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256]]
 OPTIMIZERS = ("adagrad", "adam")
+BILMS = ("lstm", "transformer")
 RESUMABLE = ("output", "max_steps", "max_minutes", "checkpoint_every", "checkpoint_minutes", "log_every", "heldout",
              "eval_batch_size", "threads", "progress", "init_from")
 """Settings a resumed run may change; any other difference from the run's stored settings is refused."""
@@ -54,7 +59,10 @@ class TrainConfig:
     output: str
     fmt: str = "tokens"
     lang: str = "en"
-    # architecture (ignored with init_from, which brings its own)
+    # architecture (ignored with init_from, which brings its own); n_layers, the char CNN and
+    # max_characters_per_token are shared, lstm_dim to use_skip_connections are the LSTM's, input_dim
+    # (the char projection and model width), hidden_dim (feed-forward) and n_heads the transformer's
+    bilm: str = "lstm"
     lstm_dim: int = 512
     projection_dim: int = 128
     n_layers: int = 2
@@ -65,6 +73,9 @@ class TrainConfig:
     proj_clip: Optional[float] = 3.0
     use_skip_connections: bool = True
     max_characters_per_token: int = 50
+    input_dim: int = 256
+    hidden_dim: int = 1024
+    n_heads: int = 8
     # training (bilm-tf defaults except the batch size)
     dropout: float = 0.1
     batch_size: int = 64
@@ -99,6 +110,8 @@ class TrainConfig:
             raise InputError(f"training setting max_minutes must be a finite number >= 0, found {self.max_minutes!r}")
         if not _finite(self.dropout) or not 0 <= self.dropout < 1:
             raise InputError(f"training setting dropout must be in [0, 1), found {self.dropout!r}")
+        if self.bilm not in BILMS:
+            raise InputError(f"unknown biLM architecture {self.bilm!r}; expected one of {BILMS}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
         if self.fmt not in FORMATS:
@@ -111,6 +124,16 @@ class TrainConfig:
                            cell_clip=self.cell_clip, proj_clip=self.proj_clip,
                            use_skip_connections=self.use_skip_connections,
                            max_characters_per_token=self.max_characters_per_token)
+
+    def transformer_options(self) -> TransformerOptions:
+        return TransformerOptions(input_dim=self.input_dim, hidden_dim=self.hidden_dim, n_layers=self.n_layers,
+                                  filters=tuple((int(w), int(n)) for w, n in self.filters),
+                                  char_embedding_dim=self.char_embedding_dim, n_highway=self.n_highway,
+                                  n_heads=self.n_heads, max_characters_per_token=self.max_characters_per_token)
+
+    def bilm_options(self):
+        """The architecture this config describes, LSTM or transformer."""
+        return self.transformer_options() if self.bilm == "transformer" else self.elmo_options()
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
@@ -131,31 +154,28 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise InputError(f"training setting {name} must be an integer >= {low}, found {value!r}")
 
 
-class LanguageModel(nn.Module):
-    """The biLM plus its softmax: (char ids, token index, targets, state) -> per-direction losses, next state."""
+class LanguageModel(SoftmaxLM):
+    """The LSTM biLM plus its softmax: (char ids, token index, targets, state) -> per-direction losses, next state."""
 
     def __init__(self, options: ElmoOptions, n_classes: int, dropout: float, n_samples: int = 0, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(n_classes, options.projection_dim, dropout, n_samples, seed)
         self.bilm = BiLM(options, dropout)
-        self.softmax = Softmax(n_classes, options.projection_dim)
-        self.dropout = dropout
-        self.n_samples = n_samples
-        self.sampler = np.random.default_rng(seed)
 
     def forward(self, char_ids: torch.Tensor, index: torch.Tensor, targets: torch.Tensor,
                 state: Optional[LstmState]) -> Tuple[torch.Tensor, LstmState]:
         """index and targets are (2, B, T): row 0 the forward stream, row 1 the backward stream (already reversed)."""
         tokens = self.bilm.char_cnn(char_ids)[index]
         outputs, (cell, hidden) = self.bilm.lstm(tokens, None, state)
-        top = nn.functional.dropout(outputs[-1], self.dropout, self.training)
-        losses = []
-        for d in range(2):
-            h, y = top[d].reshape(-1, top.shape[-1]), targets[d].reshape(-1)
-            if self.training and self.n_samples:
-                losses.append(self.softmax.sampled_loss(h, y, self.n_samples, self.sampler))
-            else:
-                losses.append(self.softmax.full_loss(h, y))
-        return torch.stack(losses), (cell.detach(), hidden.detach())
+        return self.direction_losses(outputs[-1], targets), (cell.detach(), hidden.detach())
+
+
+def language_model(kind: str, options: Dict[str, Any], n_classes: int, dropout: float, n_samples: int = 0,
+                   source: str = "options") -> SoftmaxLM:
+    """An untrained training model of the `kind` ("lstm" or "transformer") biLM that `options` describe."""
+    if kind == "transformer":
+        return TransformerLanguageModel(TransformerOptions.from_dict(options, source=source), n_classes, dropout,
+                                        n_samples)
+    return LanguageModel(ElmoOptions.from_dict(options, source=source), n_classes, dropout, n_samples)
 
 
 def encode_batch(directions: Sequence[List[List[str]]], max_chars: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -195,15 +215,41 @@ def _rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
     return paths[rank::world]
 
 
-def _batches(config: TrainConfig, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
-             batch_size: int) -> Tuple[PackedBatches, PackedBatches]:
-    """Forward and backward batches from independent streams (training) or the same one-pass order (evaluation)."""
-    pair = []
-    for direction in range(2):
-        stream = SentenceStream(paths, config.fmt, config.lang, shuffle=training, loop=training,
-                                seed=seed + direction, min_epoch_tokens=batch_size * config.unroll_steps)
-        pair.append(PackedBatches(stream, vocab, batch_size, config.unroll_steps, reverse=direction == 1))
-    return pair[0], pair[1]
+class LstmBatches:
+    """bilm-tf's batches: forward and backward windows from independent streams (training) or the same
+    one-pass order (evaluation), as model inputs, tokens per direction and targets per direction."""
+
+    def __init__(self, config: TrainConfig, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
+                 batch_size: int) -> None:
+        pair = []
+        for direction in range(2):
+            stream = SentenceStream(paths, config.fmt, config.lang, shuffle=training, loop=training,
+                                    seed=seed + direction, min_epoch_tokens=batch_size * config.unroll_steps)
+            pair.append(PackedBatches(stream, vocab, batch_size, config.unroll_steps, reverse=direction == 1))
+        self.fwd, self.bwd = pair
+        self.max_chars = config.max_characters_per_token
+
+    def __iter__(self) -> "LstmBatches":
+        return self
+
+    def __next__(self) -> Tuple[Tuple[torch.Tensor, ...], int, torch.Tensor]:
+        (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) = next(self.fwd), next(self.bwd)
+        char_ids, index = encode_batch([fwd_rows, bwd_rows], self.max_chars)
+        targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
+        return (char_ids, index, targets), fwd_targets.size, torch.tensor([fwd_targets.size, bwd_targets.size])
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"fwd": self.fwd.state_dict(), "bwd": self.bwd.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.fwd.load_state_dict(state["fwd"])
+        self.bwd.load_state_dict(state["bwd"])
+
+
+def _batches(config: TrainConfig, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool, batch_size: int):
+    """The batches of the run's architecture: iterators of (model inputs, tokens, targets per direction)."""
+    kind = TransformerBatches if config.bilm == "transformer" else LstmBatches
+    return kind(config, vocab, paths, seed, training, batch_size)
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -359,16 +405,26 @@ def _init_source(init_from: str) -> Path:
 def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
     """A fresh model, or the weights of an earlier run/export to continue on new text (same vocabulary)."""
     if not config.init_from:
-        return LanguageModel(config.elmo_options(), len(vocab), config.dropout, config.n_negative_samples)
+        return language_model(config.bilm, config.bilm_options().to_dict(), len(vocab), config.dropout,
+                              config.n_negative_samples)
     source = _init_source(config.init_from)
     if source.suffix == ".pt" or (source / CHECKPOINT).is_file():
         ckpt = load_checkpoint(source)
         if ckpt["vocab"] != vocab.tokens:
             raise InputError(f"{source} was trained with a different vocabulary than {config.vocab}; "
                              "continuing needs the same vocabulary")
-        model = LanguageModel(ElmoOptions.from_dict(ckpt["options"], source=str(source)), len(vocab), config.dropout,
-                              config.n_negative_samples)
+        _check_kind(ckpt["config"].get("bilm", "lstm"), config.bilm, source)
+        model = language_model(config.bilm, ckpt["options"], len(vocab), config.dropout, config.n_negative_samples,
+                               source=str(source))
         _load_state(model, ckpt["model"], source)
+        return model
+    if config.bilm == "transformer":
+        bilm = load_any_bilm(source)
+        _check_kind(bilm.options.kind, config.bilm, source)
+        model = language_model(config.bilm, bilm.options.to_dict(), len(vocab), config.dropout,
+                               config.n_negative_samples)
+        model.bilm.load_state_dict(bilm.state_dict())
+        logger.warning("%s: the softmax starts from random weights (only the biLM is taken from an archive)", source)
         return model
     bilm = load_bilm(source / "options.json", source / "weights.hdf5")
     model = LanguageModel(bilm.options, len(vocab), config.dropout, config.n_negative_samples)
@@ -382,10 +438,20 @@ def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
     return model
 
 
-def _write_train_options(path: Path, options: ElmoOptions, config: TrainConfig, n_vocab: int) -> None:
-    """bilm-tf's training options layout (261 characters, training fields)."""
+def _check_kind(found: str, wanted: str, source: Path) -> None:
+    if found != wanted:
+        raise InputError(f"--init-from {source} holds a {found} biLM, but this run trains a {wanted} biLM (--bilm); "
+                         f"pass --bilm {found} or start from a {wanted} model")
+
+
+def _write_train_options(path: Path, options, config: TrainConfig, n_vocab: int) -> None:
+    """bilm-tf's training options layout (261 characters, training fields); for a transformer, its
+    options with the same training fields."""
     data = options.to_dict()
-    data["char_cnn"]["n_characters"] = 261
+    if config.bilm == "transformer":
+        data["kind"] = options.kind
+    else:
+        data["char_cnn"]["n_characters"] = 261
     data.update(bidirectional=True, dropout=config.dropout, batch_size=config.batch_size,
                 unroll_steps=config.unroll_steps, n_tokens_vocab=n_vocab,
                 n_negative_samples_batch=config.n_negative_samples, all_clip_norm_val=config.clip_norm,
@@ -488,7 +554,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     model.to(device).train()
     optimizer = make_optimizer(config, model.parameters())
     shards = _rank_shards(expand_paths(config.train), rank, world)
-    fwd_batches, bwd_batches = _batches(config, vocab, shards, 1000 * config.seed + 2 * rank, True, config.batch_size)
+    batches = _batches(config, vocab, shards, 1000 * config.seed + 2 * rank, True, config.batch_size)
     state: Optional[LstmState] = None
     step, tokens, elapsed = 0, 0, 0.0
     if ckpt is not None:
@@ -497,8 +563,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
         if len(ckpt["ranks"]) != world:
             raise InputError(f"the run in {out} was trained with {len(ckpt['ranks'])} processes, not {world}")
         mine = ckpt["ranks"][rank]
-        fwd_batches.load_state_dict(mine["fwd"])
-        bwd_batches.load_state_dict(mine["bwd"])
+        batches.load_state_dict(mine)
         state = None if mine["state"] is None else tuple(s.to(device) for s in mine["state"])
         model.sampler.bit_generator.state = mine["sampler"]
         _set_rng_state(mine["rng"])
@@ -509,12 +574,15 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     run_dir = out if staging is None else staging.path
     if staging is not None:
+        if config.bilm == "transformer" and options.n_heads != ALLENNLP_HEADS:
+            logger.warning("n_heads=%d: this run trains, resumes and evaluates, but `export` writes AllenNLP "
+                           "archives, whose transformer has %d heads", options.n_heads, ALLENNLP_HEADS)
         _write_train_options(run_dir / "train_options.json", options, config, len(vocab))
         vocab.to_file(run_dir / "vocab.txt")
 
     def save() -> None:
         nonlocal run_dir
-        mine = {"fwd": fwd_batches.state_dict(), "bwd": bwd_batches.state_dict(), "sampler": model.sampler.bit_generator.state,
+        mine = {**batches.state_dict(), "sampler": model.sampler.bit_generator.state,
                 "rng": _rng_state(), "state": None if state is None else tuple(s.cpu() for s in state)}
         ranks = [mine]
         if world > 1:
@@ -528,18 +596,15 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
             if staging is not None and not staging.committed:
                 run_dir = staging.commit()
 
-    tokens_per_step = config.batch_size * config.unroll_steps * world
     bar = tqdm(total=config.max_steps or None, initial=step, unit="step", disable=rank != 0 or not config.progress,
                dynamic_ncols=True)
     record: Dict[str, Any] = {}
-    window_loss, window_steps, window_start = torch.zeros(2), 0, time.time()
+    window_loss, window_steps, window_tokens, window_start = torch.zeros(2), 0, 0, time.time()
     last_save, session_start, session_elapsed = time.time(), time.time(), elapsed
     with bar, _Interrupt() as interrupt:
         while True:
-            (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) = next(fwd_batches), next(bwd_batches)
-            char_ids, index = encode_batch([fwd_rows, bwd_rows], options.max_characters_per_token)
-            targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
-            losses, state = ddp(char_ids.to(device), index.to(device), targets.to(device), state)
+            inputs, step_tokens, _ = next(batches)
+            losses, state = ddp(*(x.to(device) for x in inputs), state)
             loss = losses.mean()
             optimizer.zero_grad(set_to_none=True)
             (loss * config.unroll_steps).backward()
@@ -548,7 +613,9 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
             if not torch.isfinite(loss):
                 raise InputError(f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate")
             step += 1
-            tokens += tokens_per_step
+            step_tokens = _all_ranks_sum(step_tokens, world)
+            tokens += step_tokens
+            window_tokens += step_tokens
             elapsed = session_elapsed + time.time() - session_start
             window_loss += losses.detach().cpu()
             window_steps += 1
@@ -565,7 +632,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
                 if world > 1:
                     torch.distributed.all_reduce(mean)
                     mean /= world
-                speed = window_steps * tokens_per_step / max(time.time() - window_start, 1e-9)
+                speed = window_tokens / max(time.time() - window_start, 1e-9)
                 record = {"step": step, "tokens": tokens, "minutes": round(elapsed / 60, 3), "loss": mean.mean().item(),
                           "ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
                           "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1),
@@ -576,7 +643,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
                 if config.max_minutes:
                     postfix["left"] = f"{max(config.max_minutes - elapsed / 60, 0):.1f}min"
                 bar.set_postfix(postfix)
-                window_loss, window_steps, window_start = torch.zeros(2), 0, time.time()
+                window_loss, window_steps, window_tokens, window_start = torch.zeros(2), 0, 0, time.time()
             bar.update(1)
             if checkpoint or stop:
                 save()
@@ -593,6 +660,15 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     return record
 
 
+def _all_ranks_sum(count: int, world: int) -> int:
+    """A per-process count summed over all processes (transformer batches hold varying numbers of tokens)."""
+    if world == 1:
+        return count
+    total = torch.tensor([count], dtype=torch.float64)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
 def _load_state(module: nn.Module, state: Dict[str, Any], source: Path) -> None:
     try:
         module.load_state_dict(state)
@@ -602,48 +678,51 @@ def _load_state(module: nn.Module, state: Dict[str, Any], source: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: LanguageModel, vocab: Vocab, paths: Sequence[str], config: TrainConfig,
+def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: TrainConfig,
              batch_size: int = 64) -> Dict[str, float]:
-    """Held-out perplexity with the full softmax, no dropout, state carried (bilm-tf's run_test).
-
-    Perplexity is exp of the mean over batches of 0.5 * (forward + backward) loss; the last partial
-    batch is skipped.
+    """Held-out perplexity with the full softmax, no dropout: exp of the mean over predicted tokens of
+    0.5 * (forward + backward) loss. The LSTM reads bilm-tf's windows with its state carried (run_test;
+    the last partial batch is skipped); a transformer reads every sentence on its own.
     """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     files = expand_paths(paths)
-    fwd_batches, bwd_batches = _batches(config, vocab, files, 0, False, batch_size)
+    total, count = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
     state: Optional[LstmState] = None
-    total, n_batches = torch.zeros(2, dtype=torch.float64), 0
-    for (fwd_rows, fwd_targets), (bwd_rows, bwd_targets) in zip(fwd_batches, bwd_batches):
-        char_ids, index = encode_batch([fwd_rows, bwd_rows], model.bilm.options.max_characters_per_token)
-        targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
-        losses, state = model(char_ids.to(device), index.to(device), targets.to(device), state)
-        total += losses.double().cpu()
-        n_batches += 1
+    for inputs, _, targets in _batches(config, vocab, files, 0, False, batch_size):
+        losses, state = model(*(x.to(device) for x in inputs), state)
+        total += losses.double().cpu() * targets
+        count += targets
     model.train(was_training)
-    if n_batches == 0:
+    if not count.all():
         raise InputError(f"the held-out text {[str(p) for p in files]} is smaller than one batch of "
                          f"{batch_size} x {config.unroll_steps} tokens; use a smaller batch size")
-    mean = total / n_batches
+    mean = total / count
     return {"ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
-            "bwd_ppl": math.exp(mean[1].item()), "tokens": n_batches * batch_size * config.unroll_steps}
+            "bwd_ppl": math.exp(mean[1].item()), "tokens": int(count[0].item())}
 
 
 def model_from_checkpoint(path: Path) -> Tuple[LanguageModel, Vocab, TrainConfig]:
     path = Path(path)
     ckpt = load_checkpoint(path)
     config = run_config(ckpt, path if path.is_dir() else path.parent)
-    model = LanguageModel(ElmoOptions.from_dict(ckpt["options"], source=str(path)), len(ckpt["vocab"]), config.dropout)
+    model = language_model(config.bilm, ckpt["options"], len(ckpt["vocab"]), config.dropout, source=str(path))
     _load_state(model, ckpt["model"], path)
     return model.eval(), Vocab(ckpt["vocab"], source=str(path)), config
 
 
 def export(checkpoint: Path, out_dir: Path, with_softmax: bool = False, overwrite: bool = False) -> Path:
-    """options.json (inference layout) + weights.hdf5 (official layout) + vocab.txt; optionally softmax.pt,
-    which only continued training needs. The directory appears complete or not at all."""
-    model, vocab, _ = model_from_checkpoint(checkpoint)
+    """An LSTM run: options.json (inference layout) + weights.hdf5 (official layout) + vocab.txt; optionally
+    softmax.pt, which only continued training needs. A transformer run: an AllenNLP model archive, a
+    folder or, when `out_dir` ends in .tar.gz, a file (config.json, weights.th with the softmax,
+    vocabulary/). The output appears complete or not at all."""
+    model, vocab, config = model_from_checkpoint(checkpoint)
+    if isinstance(model, TransformerLanguageModel):
+        as_tar = Path(out_dir).name.endswith((".tar.gz", ".tgz"))
+        with AtomicOutput(out_dir, is_dir=not as_tar, overwrite=overwrite, inputs=[checkpoint]) as staging:
+            export_archive(model, vocab, config, staging.path, as_tar)
+        return Path(out_dir)
     bilm = BiLM(replace(model.bilm.options, extra={}))
     bilm.load_state_dict(model.bilm.state_dict())
     with AtomicOutput(out_dir, is_dir=True, overwrite=overwrite, inputs=[checkpoint]) as staging:
