@@ -8,7 +8,9 @@ import torch
 from spacy.cli.evaluate import evaluate
 from spacy.cli.package import package
 from spacy.cli.train import train
+from spacy.scorer import Scorer
 from spacy.tokens import DocBin
+from spacy.training import Example
 from spacy.training.converters import conll_ner_to_docs, conllu_to_docs
 
 from weasel.util import load_project_config
@@ -84,7 +86,11 @@ def test_train_tagger_morphologizer_parser(corpora, fixture_dir, tmp_path, froze
     assert all(t.tag_ and t.pos_ and t.dep_ for t in doc) and doc._.elmo.shape == (3, len(doc), 32)
     scores = evaluate(str(model), corpora["ewt", "dev"])
     assert {"tag_acc", "pos_acc", "morph_acc", "dep_uas", "dep_las"} <= set(scores)
-    assert 0 <= scores["tag_acc"] <= 1
+    gold = list(DocBin().from_disk(corpora["ewt", "dev"]).get_docs(nlp.vocab))
+    predicted = nlp.pipe(nlp.make_doc(doc.text) for doc in gold)
+    examples = [Example(p, g) for p, g in zip(predicted, gold)]
+    assert scores["tag_acc"] == pytest.approx(Scorer.score_token_attr(examples, "tag")["tag_acc"]), \
+        "the ELMo pipeline must tag the same in `spacy evaluate` as in nlp.pipe"
 
 
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
