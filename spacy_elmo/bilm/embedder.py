@@ -125,12 +125,18 @@ class Embedder:
             index, lengths = (torch.from_numpy(a).to(self.bilm.device) for a in (batch.index, batch.lengths))
             return self.bilm.contextualize(self._token_vectors(batch), index, lengths, stateful=self.stateful)
 
+    @property
+    def chunk_size(self) -> int:
+        """Sentences sorted together by embed_sentences: a stream cut at multiples of this gets the
+        same batches, and so the same numbers, as the whole stream."""
+        return self.batch_size * 16
+
     def embed_sentences(self, sentences: Iterable[Sequence[str]]) -> Iterator[np.ndarray]:
         """Arrays in input order. Stateless mode sorts by length inside each chunk of the stream."""
         chunk: List[Sequence[str]] = []
         for sentence in sentences:
             chunk.append(sentence)
-            if len(chunk) >= self.batch_size * 16:
+            if len(chunk) >= self.chunk_size:
                 yield from self._embed_chunk(chunk)
                 chunk = []
         yield from self._embed_chunk(chunk)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -77,16 +77,26 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
         raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
     lines = read_lines(source)
     check_output(output, [source])
-    sentence_to_index: Dict[str, int] = {}
     with AtomicOutput(output, flag="output file") as staging, open(staging.path, "w+b") as handle:
         # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
         with h5py.File(handle, "w") as f:
-            vectors = embedder.embed_sentences(line.split() for line in lines)
             with tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress) as bar:
-                for i, (line, array) in enumerate(zip(lines, vectors)):
-                    f.create_dataset(str(i), data=select_layers(array, layers))
-                    sentence_to_index[line.strip()] = i
-                    bar.update(1)
-            index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
-            index[0] = json.dumps(sentence_to_index, ensure_ascii=False)
+                write_vectors(f, embedder, lines, layers, bar.update)
+            write_sentence_index(f, lines)
     return len(lines)
+
+
+def write_vectors(f: Any, embedder: Embedder, lines: Sequence[str], layers: str,
+                  done: Callable[[int], Any] = lambda n: None, first: int = 0) -> None:
+    """Dataset str(first + i) for each line i into the open HDF5 file `f`; `done(1)` after each."""
+    for i, array in enumerate(embedder.embed_sentences(line.split() for line in lines)):
+        f.create_dataset(str(first + i), data=select_layers(array, layers))
+        done(1)
+
+
+def write_sentence_index(f: Any, lines: Sequence[str]) -> None:
+    """The `sentence_to_index` JSON string: each stripped line to its number (the last one if repeated)."""
+    import h5py
+
+    index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
+    index[0] = json.dumps({line.strip(): i for i, line in enumerate(lines)}, ensure_ascii=False)
