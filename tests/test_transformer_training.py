@@ -208,3 +208,19 @@ def test_two_process_ddp_training_and_resume(tmp_path):
     resumed = torchrun(["-o", str(run), "--resume", "--max-steps", "6"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [2, 4, 6]
+
+
+def test_the_elmo_component_reads_an_exported_archive(tmp_path):
+    import spacy
+
+    run = _trained(make_corpus(tmp_path), max_steps=2)
+    out = export(run, tmp_path / "model.tar.gz")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": {"archive": str(out)}})
+    nlp.initialize()
+    doc = nlp("the cat sat on the river bank .")
+    words = [t.text for t in doc]
+    with torch.no_grad():
+        expected = model_from_checkpoint(run)[0].bilm.eval().embed(CharBatch.from_sentences([words]))
+    assert doc._.elmo.shape == (3, 8, 32)
+    np.testing.assert_allclose(doc._.elmo, expected[:, 0, 1:-1].numpy(), rtol=0, atol=1e-5)
