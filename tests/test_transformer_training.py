@@ -224,3 +224,21 @@ def test_the_elmo_component_reads_an_exported_archive(tmp_path):
         expected = model_from_checkpoint(run)[0].bilm.eval().embed(CharBatch.from_sentences([words]))
     assert doc._.elmo.shape == (3, 8, 32)
     np.testing.assert_allclose(doc._.elmo, expected[:, 0, 1:-1].numpy(), rtol=0, atol=1e-5)
+
+
+def test_init_from_a_transformer_run_or_archive_and_not_across_architectures(tmp_path):
+    from spacy_elmo.training.trainer import _initial_model
+
+    root = make_corpus(tmp_path)
+    run = _trained(root, max_steps=2)
+    archive = export(run, tmp_path / "archive")
+    vocab = Vocab.from_file(root / "vocab.txt")
+    trained = model_from_checkpoint(run)[0]
+    for source in (run, archive):
+        model = _initial_model(transformer_config(root, init_from=str(source)), vocab)
+        state = model.bilm.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in trained.bilm.state_dict().items())
+    assert torch.equal(_initial_model(transformer_config(root, init_from=str(run)), vocab).softmax.weight,
+                       trained.softmax.weight)
+    with pytest.raises(InputError, match="holds a transformer biLM, but this run trains a lstm biLM"):
+        _initial_model(tiny_config(root, init_from=str(run)), vocab)
