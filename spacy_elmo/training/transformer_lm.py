@@ -73,9 +73,10 @@ class SentenceWindows:
     """Rows of whole sentences, one after another (see the module docstring).
 
     A sentence that does not fit in what is left of a row starts the next row; one longer than a
-    row is cut into row-long pieces, each read from position 0 (as the spaCy component and the
-    Embedder read the windows they cut from long inputs), its targets still those of the whole
-    sentence. Iteration stops when the stream ends (evaluation); a last batch may have empty rows.
+    row is cut into row-long pieces, each read on its own from position 0 (the spaCy component also
+    reads the windows it cuts from long inputs on their own, bracketed by <S>/</S>), its targets
+    still those of the whole sentence. Iteration stops when the stream ends (evaluation); a last
+    batch may have empty rows.
     """
 
     def __init__(self, stream: SentenceStream, vocab: Vocab, batch_size: int, window: int) -> None:
