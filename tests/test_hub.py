@@ -1,8 +1,10 @@
 """Published models by name: downloads from a real HTTP server on 127.0.0.1 (reached through
-SPACY_ELMO_MIRROR, serving the fixture model under the `small` entry's paths), the cache, resuming,
-corrupt and failed downloads, concurrent downloads, and every error through the API and the CLI."""
+SPACY_ELMO_MIRROR, serving the fixture models under the `small` and `transformer` entries' paths), the
+cache, resuming, corrupt and failed downloads, concurrent downloads, and every error through the API and
+the CLI."""
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import resource
@@ -25,8 +27,12 @@ from spacy_elmo.hub import MODELS, cache_root, default_model_files, fetch_model,
 from spacy_elmo.hub.cache import mirrored
 from spacy_elmo.hub.catalogue import model_names
 
+from conftest import SHARED
+
 SMALL = MODELS["small"]
 OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in (SMALL.options, SMALL.weights))
+ARCHIVE_PATH = urlsplit(MODELS["transformer"].archive.url).path
+TRANSFORMER = SHARED / "fixtures" / "transformer-elmo"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -86,9 +92,15 @@ def fixture_bytes(fixture_dir):
 
 
 @pytest.fixture
-def storage(fixture_bytes, tmp_path, monkeypatch):
-    """A server holding the fixture model at the `small` paths; mirror and cache point at it and tmp_path."""
-    store = Storage({OPTIONS_PATH: fixture_bytes[0], WEIGHTS_PATH: fixture_bytes[1]})
+def archive_bytes():
+    return (TRANSFORMER / "model.tar.gz").read_bytes()
+
+
+@pytest.fixture
+def storage(fixture_bytes, archive_bytes, tmp_path, monkeypatch):
+    """A server holding the fixture models at the `small` and `transformer` paths; mirror and cache point
+    at it and tmp_path."""
+    store = Storage({OPTIONS_PATH: fixture_bytes[0], WEIGHTS_PATH: fixture_bytes[1], ARCHIVE_PATH: archive_bytes})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(store))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -115,9 +127,10 @@ def run_module(*args, **kwargs):
 
 
 def test_download_checks_and_caches_then_serves_from_cache_without_a_request(storage, fixture_bytes, tmp_path):
-    options, weights = fetch_model("small", progress=False)
+    directory = fetch_model("small", progress=False)
+    assert directory == tmp_path / "cache" / "small"
+    options, weights = directory / "options.json", directory / "weights.hdf5"
     assert (options.read_bytes(), weights.read_bytes()) == fixture_bytes
-    assert options.parent == tmp_path / "cache" / "small"
     assert cache_listing(tmp_path) == ["manifest.json", "options.json", "weights.hdf5"]
     assert load_bilm(options, weights).options.output_dim == 32
     assert storage.requests_for(WEIGHTS_PATH) == [None]
@@ -129,7 +142,7 @@ def test_download_checks_and_caches_then_serves_from_cache_without_a_request(sto
 
 def test_a_dropped_connection_is_resumed_with_a_range_request(storage, fixture_bytes):
     storage.cut_after[WEIGHTS_PATH] = 200_000
-    _, weights = fetch_model("small", progress=False)
+    weights = fetch_model("small", progress=False) / "weights.hdf5"
     first, resumed = storage.requests_for(WEIGHTS_PATH)
     assert first is None and 0 < int(re.fullmatch(r"bytes=(\d+)-", resumed).group(1)) <= 200_000
     assert weights.read_bytes() == fixture_bytes[1]
@@ -139,7 +152,7 @@ def test_a_partial_file_left_by_an_earlier_run_is_resumed(storage, fixture_bytes
     directory = tmp_path / "cache" / "small"
     directory.mkdir(parents=True)
     (directory / "weights.hdf5.part").write_bytes(fixture_bytes[1][:123_456])
-    _, weights = fetch_model("small", progress=False)
+    weights = fetch_model("small", progress=False) / "weights.hdf5"
     assert storage.requests_for(WEIGHTS_PATH) == ["bytes=123456-"]
     assert weights.read_bytes() == fixture_bytes[1]
     assert "weights.hdf5.part" not in cache_listing(tmp_path)
@@ -152,7 +165,7 @@ def test_a_part_file_as_long_as_the_file_or_longer(leftover, storage, fixture_by
     directory.mkdir(parents=True)
     extra = b"" if leftover == "complete" else b"junk"
     (directory / "weights.hdf5.part").write_bytes(fixture_bytes[1] + extra)
-    _, weights = fetch_model("small", progress=False)
+    weights = fetch_model("small", progress=False) / "weights.hdf5"
     n = len(fixture_bytes[1]) + len(extra)
     assert storage.requests_for(WEIGHTS_PATH) == [f"bytes={n}-"] + ([None] if extra else [])
     assert weights.read_bytes() == fixture_bytes[1]
@@ -164,7 +177,7 @@ def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixtur
         fetch_model("small", progress=False)
     assert cache_listing(tmp_path) == []
     storage.files[WEIGHTS_PATH] = fixture_bytes[1]
-    assert fetch_model("small", progress=False)[1].read_bytes() == fixture_bytes[1]
+    assert (fetch_model("small", progress=False) / "weights.hdf5").read_bytes() == fixture_bytes[1]
 
 
 def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_path, monkeypatch):
@@ -179,7 +192,7 @@ def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_
         fetch_model("small", progress=False)
     assert "weights.hdf5" not in cache_listing(tmp_path) and "manifest.json" not in cache_listing(tmp_path)
     storage.files[WEIGHTS_PATH] = fixture_bytes[1]
-    assert fetch_model("small", progress=False)[1].read_bytes() == fixture_bytes[1]
+    assert (fetch_model("small", progress=False) / "weights.hdf5").read_bytes() == fixture_bytes[1]
 
 
 def test_a_known_size_that_the_server_contradicts_is_an_error(storage, monkeypatch):
@@ -212,8 +225,7 @@ def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_pa
     directory.mkdir()
     (directory / "options.json").write_bytes((fixture_dir / "options.json").read_bytes())
     (directory / "weights.hdf5").write_bytes((fixture_dir / "lm_weights.hdf5").read_bytes())
-    assert fetch_model("small", cache_dir=tmp_path, progress=False) == (directory / "options.json",
-                                                                         directory / "weights.hdf5")
+    assert fetch_model("small", cache_dir=tmp_path, progress=False) == directory
     assert (directory / "manifest.json").is_file()
 
 
@@ -275,7 +287,7 @@ def test_cache_location_and_mirror(tmp_path, monkeypatch):
 def test_catalogue_entries_are_complete():
     assert {"default", "small", "medium", "original", "original-5.5B", "pubmed", "portuguese"} <= set(model_names())
     for model in MODELS.values():
-        for remote in (model.options, model.weights):
+        for remote in model.remotes:
             assert remote.url.startswith("https://") and remote.sha256 is None and remote.size is None
         assert model.training_data and model.licence and model.sources
     assert [MODELS[n].output_dim for n in ("small", "medium", "original", "original-5.5B")] == [256, 512, 1024, 1024]
@@ -309,7 +321,7 @@ def test_two_processes_downloading_one_model_download_it_once(storage, fixture_b
     out_second = second.stdout.read()
     assert second.wait(120) == 0 and first.returncode == 0, (err_first, lines)
     reader.join()
-    assert out_first == out_second and "weights.hdf5" in out_first
+    assert out_first == out_second and str(tmp_path / "cache" / "small") in out_first
     assert storage.requests_for(WEIGHTS_PATH) == [None] and storage.requests_for(OPTIONS_PATH) == [None]
     assert (tmp_path / "cache" / "small" / "weights.hdf5").read_bytes() == fixture_bytes[1]
 
@@ -396,7 +408,7 @@ def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
     result = run_module("download", "small")
     assert result.returncode == 0, result.stderr
     directory = tmp_path / "cache" / "small"
-    assert result.stdout.split() == ["small:", str(directory / "options.json"), str(directory / "weights.hdf5")]
+    assert result.stdout.split() == ["small:", str(directory)]
     assert "100%" in result.stderr
     n_requests = len(storage.log)
     spacy_cli = subprocess.run([sys.executable, "-m", "spacy", "elmo", "download", "small"], capture_output=True,
@@ -413,6 +425,117 @@ def test_pretraining_can_start_from_a_published_model(storage, tmp_path):
 
     config = TrainConfig(train=[], vocab="unused", output=str(tmp_path / "run"), init_from="small")
     model = _initial_model(config, Vocab(["<S>", "</S>", "<UNK>", "word"]))
-    published = load_bilm(*fetch_model("small", progress=False)).state_dict()
+    published = load_bilm(*resolve_model_files("small", progress=False)).state_dict()
     assert all(torch.equal(tensor, published[key]) for key, tensor in model.bilm.state_dict().items())
     assert len(storage.requests_for(WEIGHTS_PATH)) == 1
+
+
+def transformer_listing(tmp_path):
+    directory = tmp_path / "cache" / "transformer"
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_bytes, tmp_path):
+    archive = fetch_model("transformer", progress=False)
+    assert archive == tmp_path / "cache" / "transformer" / "model.tar.gz"
+    assert archive.read_bytes() == archive_bytes
+    assert transformer_listing(tmp_path) == ["manifest.json", "model.tar.gz"]
+    manifest = json.loads((archive.parent / "manifest.json").read_text())
+    assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].archive.url, "size": len(archive_bytes),
+                                                 "sha256": hashlib.sha256(archive_bytes).hexdigest()}
+    assert storage.requests_for(ARCHIVE_PATH) == [None]
+    n_requests = len(storage.log)
+    assert fetch_model("transformer", progress=False) == archive
+    embedder = Embedder.from_pretrained("transformer")
+    assert (embedder.bilm.options.kind, embedder.bilm.n_output_layers, embedder.output_dim) == ("transformer", 3, 32)
+    assert len(storage.log) == n_requests
+    with pytest.raises(WeightsError, match="'transformer' is a Transformer-ELMo model archive, not the options.json "
+                                           r"\+ weights.hdf5 pair needed here \(as by `pretrain --init-from`\)"):
+        resolve_model_files("transformer")
+
+
+def test_transformer_download_resumes_after_a_dropped_connection(storage, archive_bytes):
+    storage.cut_after[ARCHIVE_PATH] = 100_000
+    assert fetch_model("transformer", progress=False).read_bytes() == archive_bytes
+    first, resumed = storage.requests_for(ARCHIVE_PATH)
+    assert first is None and 0 < int(re.fullmatch(r"bytes=(\d+)-", resumed).group(1)) <= 100_000
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncated", "unreadable model archive"),
+    ("an HTML page", "not a model archive"),
+    ("no weights.th", "no file weights.th in the archive"),
+])
+def test_a_corrupt_transformer_archive_is_removed_and_never_cached(damage, message, storage, archive_bytes, tmp_path):
+    import io
+    import tarfile
+
+    if damage == "truncated":
+        storage.files[ARCHIVE_PATH] = archive_bytes[: len(archive_bytes) // 2]
+    elif damage == "an HTML page":
+        storage.files[ARCHIVE_PATH] = b"<html><body>Access denied by the proxy</body></html>\n" * 100
+    else:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(archive_bytes)) as source, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for member in source:
+                if not member.name.endswith("weights.th"):
+                    tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+        storage.files[ARCHIVE_PATH] = buffer.getvalue()
+    with pytest.raises(DownloadError, match=f"'transformer' failed the model archive check and were removed.*{message}"):
+        fetch_model("transformer", progress=False)
+    assert transformer_listing(tmp_path) == []
+    storage.files[ARCHIVE_PATH] = archive_bytes
+    assert fetch_model("transformer", progress=False).read_bytes() == archive_bytes
+
+
+def test_an_archive_put_in_the_cache_by_hand_is_checked_and_used(archive_bytes, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
+    (tmp_path / "transformer").mkdir()
+    (tmp_path / "transformer" / "model.tar.gz").write_bytes(archive_bytes)
+    assert fetch_model("transformer", cache_dir=tmp_path, progress=False) == tmp_path / "transformer" / "model.tar.gz"
+    assert (tmp_path / "transformer" / "manifest.json").is_file()
+
+
+def test_elmo_component_by_name_transformer_equals_the_archive(storage, tmp_path):
+    import numpy as np
+    import spacy
+    from spacy.tokens import Doc
+
+    sentences = [["The", "cat", "sat", "on", "the", "mat", "."], ["Hello", "world"]]
+    outputs = []
+    for model in ({"name": "transformer"}, {"archive": str(TRANSFORMER / "model.tar.gz")}):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("elmo", config={"model": model})
+        nlp.initialize()
+        outputs.append([doc._.elmo for doc in nlp.pipe(Doc(nlp.vocab, words=words) for words in sentences)])
+    assert storage.requests_for(ARCHIVE_PATH) == [None]
+    for by_name, by_archive, words in zip(*outputs, sentences):
+        assert by_name.shape == (3, len(words), 32)
+        np.testing.assert_array_equal(by_name, by_archive)
+
+
+def test_embed_by_model_name_transformer_reproduces_the_reference(storage, tmp_path):
+    import h5py
+    import numpy as np
+
+    batch = json.loads((TRANSFORMER / "sentences.json").read_text(encoding="utf8"))[0]
+    source = tmp_path / "in.txt"
+    source.write_text("".join(" ".join(words) + "\n" for words in batch))
+    result = cli("embed", source, tmp_path / "out.hdf5", "--model", "transformer", "--layers", "all")
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "out.hdf5", "r") as out, h5py.File(TRANSFORMER / "reference.hdf5", "r") as reference:
+        assert len(out.keys()) - ("sentence_to_index" in out) == len(batch)
+        for j in range(len(batch)):
+            np.testing.assert_allclose(out[str(j)][()], reference[f"0/{j}/layers"][()], atol=1e-5)
+
+
+def test_models_and_download_commands_show_the_transformer(storage, archive_bytes, tmp_path):
+    rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
+    assert re.search(r"^transformer\s+1024\s+\?\s+no\s+Transformer ELMo", rows["transformer"])
+    result = cli("download", "transformer", "--no-progress")
+    assert result.exit_code == 0, result.output
+    archive = tmp_path / "cache" / "transformer" / "model.tar.gz"
+    assert result.stdout.split() == ["transformer:", str(archive)]
+    rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
+    size = f"{len(archive_bytes) / 1e6:.0f} MB"
+    assert re.search(rf"^transformer\s+1024\s+{size}\s+{re.escape(str(archive.parent))}\s", rows["transformer"])

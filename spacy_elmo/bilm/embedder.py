@@ -74,10 +74,11 @@ class Embedder:
     @classmethod
     def from_pretrained(cls, name: str = "default", cache_dir: Optional[Union[str, Path]] = None,
                         **kwargs) -> "Embedder":
-        """A published model by name (see spacy_elmo.hub.MODELS), downloaded into the cache once."""
-        from ..hub import resolve_model_files
+        """A published model by name (see spacy_elmo.hub.MODELS, LSTM or transformer), downloaded into the
+        cache once."""
+        from ..hub import resolve_bilm
 
-        return cls.from_files(*resolve_model_files(name, cache_dir=cache_dir), **kwargs)
+        return cls(resolve_bilm(name, cache_dir=cache_dir), **kwargs)
 
     @classmethod
     def from_path(cls, path: Union[str, Path], **kwargs) -> "Embedder":

@@ -193,7 +193,7 @@ def embed_command(
     options_file: str = typer.Option(None, help="options.json of the biLM (default: the bundled model)"),
     weight_file: str = typer.Option(None, help="HDF5 weights of the biLM (default: the bundled model)"),
     model: str = typer.Option(None, "--model", help="A published model by name instead of the two files "
-                                                     "(see `models`); downloaded into the cache once"),
+                                                     "(see `models`; LSTM or transformer); downloaded into the cache once"),
     archive: str = typer.Option(None, help="Instead of the two files: an AllenNLP model archive (transformer "
                                            "ELMo model.tar.gz or its folder) or a folder with options.json + weights.hdf5"),
     layers: str = typer.Option("all", callback=choice("all", "top", "average"),
@@ -212,7 +212,7 @@ def embed_command(
     Under `torchrun --nproc_per_node N` (one or many machines) the processes share the lines; a rerun
     of an interrupted job skips the parts that were finished."""
     from ..bilm.embedder import Embedder
-    from ..hub import resolve_model_files
+    from ..hub import resolve_bilm
     from ..errors import ElmoError
     from .embed_file import check_output, embed_file
     from .embed_parts import embed_distributed, world
@@ -222,12 +222,8 @@ def embed_command(
     if (options_file is None) != (weight_file is None):
         raise ElmoError("pass both --options-file and --weight-file, or neither for the bundled model")
     check_output(output_file, [input_file, options_file, weight_file, archive])
-    if archive is not None:
-        embedder = Embedder.from_path(archive, batch_size=batch_size, stateful=stateful, precision=precision)
-    else:
-        options_file, weight_file = resolve_model_files(model, options_file, weight_file)
-        embedder = Embedder.from_files(options_file, weight_file, batch_size=batch_size, stateful=stateful,
-                                       precision=precision)
+    embedder = Embedder(resolve_bilm(model, options_file, weight_file, archive), batch_size=batch_size,
+                        stateful=stateful, precision=precision)
     rank, size = world()
     if size > 1:
         count, written = embed_distributed(embedder, input_file, output_file, layers, part_lines)
@@ -245,11 +241,12 @@ def download_command(
                                                       "platform's user cache directory)"),
     progress: bool = typer.Option(True, help="Show a progress bar"),
 ) -> None:
-    """Fetch a published ELMo model into the cache (resumable, checked); instant once cached."""
-    from ..hub import resolve_model_files
+    """Fetch a published ELMo model into the cache (resumable, checked); instant once cached. Prints where
+    it is: the folder with options.json + weights.hdf5, or the model archive (either one is an `--archive`)."""
+    from ..hub import DEFAULT_NAME, default_model_files, fetch_model
 
-    options_file, weight_file = resolve_model_files(name, cache_dir=cache_dir, progress=progress)
-    typer.echo(f"{name}: {options_file} {weight_file}")
+    path = default_model_files()[0].parent if name == DEFAULT_NAME else fetch_model(name, cache_dir, progress)
+    typer.echo(f"{name}: {path}")
 
 
 @app.command("models")

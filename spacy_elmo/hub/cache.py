@@ -1,9 +1,9 @@
 """Where downloaded models live, and when a model there counts as cached.
 
 Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` writes, so a cached model
-is also a valid `--init-from` directory) and `manifest.json`, written last, only after both files passed
-the strict options/weights check. A model without a matching manifest is not cached, whatever else
-lies in its directory.
+is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a model archive, and
+`manifest.json`, written last, only after the files passed the strict options/weights (or archive)
+check. A model without a matching manifest is not cached, whatever else lies in its directory.
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from typing import Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DownloadError
+from .catalogue import PublishedModel
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
+ARCHIVE_NAME = "model.tar.gz"
 MANIFEST_NAME = "manifest.json"
 
 PathLike = Union[str, Path]
@@ -43,6 +45,16 @@ def model_files(directory: Path) -> Tuple[Path, Path]:
     return directory / OPTIONS_NAME, directory / WEIGHTS_NAME
 
 
+def entry_files(model: PublishedModel, directory: Path) -> Tuple[Path, ...]:
+    """Where the files of `model.remotes` go: options.json + weights.hdf5, or model.tar.gz."""
+    return (directory / ARCHIVE_NAME,) if model.archive is not None else model_files(directory)
+
+
+def loadable_path(model: PublishedModel, directory: Path) -> Path:
+    """What load_any_bilm reads: the folder of an options/weights pair (the `export` layout), or the archive."""
+    return directory / ARCHIVE_NAME if model.archive is not None else directory
+
+
 def mirrored(url: str) -> str:
     """`url` with the scheme and host (and any leading path) of $SPACY_ELMO_MIRROR, keeping its own path."""
     mirror = os.environ.get(MIRROR_ENV, "").strip()
@@ -62,17 +74,17 @@ def read_manifest(directory: Path) -> Optional[Dict]:
         return None
 
 
-def cached_files(directory: Path) -> Optional[Tuple[Path, Path]]:
-    """Both files, if the manifest vouches for them and their sizes still match it; a stat, never a request."""
-    manifest = read_manifest(directory)
+def is_cached(paths: Tuple[Path, ...]) -> bool:
+    """Whether the manifest beside `paths` vouches for every one of them and their sizes still match it;
+    a stat, never a request."""
+    manifest = read_manifest(paths[0].parent)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        return None
-    paths = model_files(directory)
+        return False
     for path in paths:
         entry = manifest["files"].get(path.name)
         if not isinstance(entry, dict) or not path.is_file() or path.stat().st_size != entry.get("size"):
-            return None
-    return paths
+            return False
+    return True
 
 
 def write_manifest(directory: Path, name: str, files: Dict[str, Dict]) -> None:

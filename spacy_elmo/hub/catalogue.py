@@ -3,7 +3,9 @@
 Every address is one that the AllenNLP ELMo page (https://allennlp.org/elmo) links to; each entry's
 `sources` says where it was read, so an address can be checked rather than trusted. No size or
 checksum is published for any of these files, so none is recorded: a download is checked against the
-server's Content-Length and then by loading it with the strict options/weights check.
+server's Content-Length and then by loading it with the strict options/weights (or archive) check.
+An entry is either an LSTM biLM (options.json + HDF5 weights) or one AllenNLP model archive (the
+Transformer ELMo).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ ELMO_PAGE = ("https://allennlp.org/elmo, whose source is elmo.html in github.com
              "(read at commit 8aa2a955ce68394b545cc19464f707cb3a10b4bd, 2020-12-23)")
 FLAIR = ("github.com/flairNLP/flair, flair/embeddings/legacy.py, ELMoEmbeddings "
          "(read at commit d4ea3777998ba67bfbe6b6b8359e024dcf673c3e)")
-S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
+S3_MODELS = "https://s3-us-west-2.amazonaws.com/allennlp/models"
+S3 = f"{S3_MODELS}/elmo"
 NO_LICENCE = "no licence is stated with the files or on the ELMo page"
 AI2_LICENCE = f"{NO_LICENCE}; released by AI2 with AllenNLP and bilm-tf, whose code is Apache-2.0"
 
@@ -32,12 +35,14 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class PublishedModel:
-    """One catalogue entry; architecture fields are None where the publisher does not state them."""
+    """One catalogue entry: `options` + `weights`, or else one model `archive`. Architecture fields are
+    None where the publisher does not state them; `projection_dim` is the width of each direction's
+    contextual layers (the LSTM projection, or a transformer's input_dim)."""
 
     name: str
     title: str
-    options: RemoteFile
-    weights: RemoteFile
+    options: Optional[RemoteFile]
+    weights: Optional[RemoteFile]
     language: str
     training_data: str
     licence: str
@@ -46,6 +51,17 @@ class PublishedModel:
     lstm_dim: Optional[int] = None
     projection_dim: Optional[int] = None
     n_highway: Optional[int] = None
+    archive: Optional[RemoteFile] = None
+
+    def __post_init__(self) -> None:
+        given = (self.options is not None, self.weights is not None, self.archive is not None)
+        if given not in ((True, True, False), (False, False, True)):
+            raise ValueError(f"catalogue entry {self.name!r}: give options and weights, or else an archive")
+
+    @property
+    def remotes(self) -> Tuple[RemoteFile, ...]:
+        """The published files, in the order of the cache's file names (cache.entry_files)."""
+        return (self.archive,) if self.archive is not None else (self.options, self.weights)
 
     @property
     def output_dim(self) -> Optional[int]:
@@ -70,6 +86,12 @@ def _english(name: str, title: str, tag: str, params: float, lstm: int, proj: in
 
 
 BILLION_WORDS = "1 Billion Word Benchmark: about 800M tokens of WMT 2011 news crawl"
+TRANSFORMER_TUTORIAL = (
+    "github.com/allenai/allennlp, tutorials/how_to/training_transformer_elmo.md (read at commit "
+    "ffc4a6d3588bcf80d9c0a9e4366feb9e096398bf), which the ELMo page links for usage and which links the "
+    "same file as https://allennlp.s3.amazonaws.com/models/transformer-elmo-2019.01.10.tar.gz; the "
+    "architecture and training data are those of the config it trains, training_config/"
+    "bidirectional_language_model.jsonnet (read at commit 058ee7a14739dedd2b74b3d69ac16a07d57e4419)")
 
 MODELS: Dict[str, PublishedModel] = {m.name: m for m in (
     _english("small", "Small", "2x1024_128_2048cnn_1xhighway", 13.6, 1024, 128, 1, BILLION_WORDS),
@@ -106,6 +128,14 @@ MODELS: Dict[str, PublishedModel] = {m.name: m for m in (
         NO_LICENCE,
         (ELMO_PAGE + "; added in commit b4755e30112a2754ac6e7772977e67eff5dfdaf9 (2019-04-02); hosted by "
          "the contributor, not in AllenNLP's storage",)),
+    PublishedModel(
+        "transformer", "Transformer ELMo (contributed by Joel Grus and Brendan Roof; Peters et al. 2018, "
+        "Dissecting Contextual Word Embeddings)", None, None,
+        "en", BILLION_WORDS, AI2_LICENCE,
+        (ELMO_PAGE + ", Contributed ELMo Models, row 'Transformer ELMo'; added in commit "
+         "1301d3b66ada038064a622fdef92756e57b8b74d (2019-03-27)", TRANSFORMER_TUTORIAL),
+        projection_dim=512, n_highway=2,
+        archive=RemoteFile(f"{S3_MODELS}/transformer-elmo-2019.01.10.tar.gz")),
 )}
 
 

@@ -2,8 +2,8 @@
 
 pooch fetches each file into a temporary name and renames it into place only when it is complete and
 its hash (where one is known) matches; filelock lets one process at a time work on a model while others
-wait and then find it cached; the strict options/weights check runs before the manifest that makes the
-model count as cached is written. What pooch lacks, resuming with HTTP Range, is ResumingDownloader.
+wait and then find it cached; the strict options/weights (or archive) check runs before the manifest that
+makes the model count as cached is written. What pooch lacks, resuming with HTTP Range, is ResumingDownloader.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
 from ..errors import DownloadError, ElmoError
-from .cache import (CACHE_ENV, MIRROR_ENV, PathLike, cached_files, mirrored, model_dir, model_files,
+from .cache import (CACHE_ENV, MIRROR_ENV, PathLike, entry_files, is_cached, loadable_path, mirrored, model_dir,
                     write_manifest)
 from .catalogue import PublishedModel, RemoteFile, get_model
 
@@ -208,43 +208,45 @@ def _exclusive(lock_path: Path, name: str) -> Iterator[None]:
         lock.release()
 
 
-def _accept(model: PublishedModel, directory: Path) -> Tuple[Path, Path]:
-    """Load both files with the strict check; only then write the manifest. Files that fail are removed."""
+def _accept(model: PublishedModel, paths: Tuple[Path, ...]) -> None:
+    """Load the files with the strict check (options/weights, or the whole archive); only then write the
+    manifest. Files that fail are removed."""
     from pooch import file_hash
 
+    from ..bilm.archive import load_archive
     from ..bilm.weights import load_bilm
 
-    paths = model_files(directory)
     try:
-        load_bilm(*paths)
+        if model.archive is not None:
+            load_archive(*paths)
+        else:
+            load_bilm(*paths)
     except ElmoError as err:
         for path in paths:
             path.unlink(missing_ok=True)
-        raise DownloadError(f"the files of '{model.name}' failed the options/weights check and were removed "
+        check = "model archive" if model.archive is not None else "options/weights"
+        raise DownloadError(f"the files of '{model.name}' failed the {check} check and were removed "
                             f"from the cache ({err}); run the download again") from None
-    remotes = (model.options, model.weights)
-    write_manifest(directory, model.name, {
+    write_manifest(paths[0].parent, model.name, {
         path.name: {"url": remote.url, "size": path.stat().st_size, "sha256": file_hash(str(path))}
-        for remote, path in zip(remotes, paths)})
-    return paths
+        for remote, path in zip(model.remotes, paths)})
 
 
-def fetch_model(name: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Tuple[Path, Path]:
-    """(options.json, weights.hdf5) of a catalogue model: from the cache without any request when it is
-    there, else downloaded, checked and cached first."""
+def fetch_model(name: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Path:
+    """A catalogue model in the cache, as the path load_any_bilm reads: the folder holding options.json +
+    weights.hdf5, or the model archive. Found without any request when cached, else downloaded,
+    checked and cached first."""
     model = get_model(name)
     directory = model_dir(name, cache_dir)
-    cached = cached_files(directory)
-    if cached:
-        return cached
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with _exclusive(directory.parent / f".{name}.lock", name):
-            cached = cached_files(directory)
-            if cached:
-                return cached
-            for remote, path in zip((model.options, model.weights), model_files(directory)):
-                _fetch_file(remote, path, progress)
-            return _accept(model, directory)
-    except OSError as err:
-        raise _write_error(err, directory) from None
+    paths = entry_files(model, directory)
+    if not is_cached(paths):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with _exclusive(directory.parent / f".{name}.lock", name):
+                if not is_cached(paths):
+                    for remote, path in zip(model.remotes, paths):
+                        _fetch_file(remote, path, progress)
+                    _accept(model, paths)
+        except OSError as err:
+            raise _write_error(err, directory) from None
+    return loadable_path(model, directory)

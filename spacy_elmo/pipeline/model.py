@@ -21,9 +21,8 @@ from thinc.types import Floats3d
 
 from ..bilm.char_ids import CharBatch
 from ..bilm.embedder import Embedder, length_batches
-from ..bilm.interface import ContextualBiLM, bilm_config, bilm_from_config, load_any_bilm
-from ..bilm.weights import load_bilm
-from ..hub import resolve_model_files
+from ..bilm.interface import ContextualBiLM, bilm_config, bilm_from_config
+from ..hub import resolve_bilm
 from ..errors import ElmoError, WeightsError
 from .doc_cache import DocCache
 
@@ -107,14 +106,9 @@ def build_bilm(**config: Any) -> ContextualBiLM:
 
 
 def load_weights(attrs: Dict[str, Any]) -> ContextualBiLM:
-    """The biLM the config names: an AllenNLP archive, a catalogue name, both files, or (nothing) the bundled model."""
-    if attrs["archive"] is not None:
-        if any(attrs[key] is not None for key in ("name", "options_file", "weight_file")):
-            raise WeightsError(f"the elmo model got archive={attrs['archive']!r} and also a name or options/weight "
-                               "files; pass one of them")
-        return load_any_bilm(attrs["archive"])
-    options_file, weight_file = resolve_model_files(attrs["name"], attrs["options_file"], attrs["weight_file"])
-    return load_bilm(options_file, weight_file)
+    """The biLM the config names: an AllenNLP archive, a catalogue name (LSTM or transformer), both files,
+    or (nothing) the bundled model."""
+    return resolve_bilm(attrs["name"], attrs["options_file"], attrs["weight_file"], attrs["archive"])
 
 
 @registry.architectures("spacy-elmo.ElmoModel.v2")
