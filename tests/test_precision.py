@@ -73,6 +73,15 @@ def test_transformer_close_to_fp32(ewt, mode):
 
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
+def test_vectors_do_not_depend_on_the_batch(fixture_bilm, ewt, mode):
+    """As in fp32 (within 1e-5): int8 gives every row its own activation scale, not one per batch."""
+    embedder = Embedder(fixture_bilm, precision=mode, cache_size=0)
+    together = embedder.embed_batch(ewt[:12])
+    for sentence, batched in zip(ewt[:12], together):
+        np.testing.assert_allclose(embedder.embed_sentence(sentence), batched, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bf16", "int8"])
 def test_weights_unchanged_by_a_lower_precision_run(fixture_bilm, ewt, mode):
     before = {name: value.clone() for name, value in fixture_bilm.state_dict().items()}
     list(Embedder(fixture_bilm, precision=mode).embed_sentences(ewt[:20]))
@@ -123,3 +132,60 @@ def test_autograd_computes_in_fp32(fixture_bilm, ewt):
 def test_unknown_precision_is_one_clear_error(fixture_bilm, value):
     with pytest.raises(InputError, match=r"precision: unknown precision .*; use one of fp32, bf16, int8"):
         Embedder(fixture_bilm, precision=value)
+
+
+def elmo_pipeline(fixture_dir, **model):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": {"options_file": str(fixture_dir / "options.json"),
+                                           "weight_file": str(fixture_dir / "lm_weights.hdf5"), **model}})
+    nlp.initialize()
+    return nlp
+
+
+def test_component_precision_from_its_config(fixture_dir, ewt, tmp_path):
+    texts = [" ".join(words) for words in ewt[:30]]
+    reference = [doc._.elmo for doc in elmo_pipeline(fixture_dir).pipe(texts)]
+    nlp = elmo_pipeline(fixture_dir, precision="int8")
+    assert nlp.get_pipe("elmo").model.attrs["precision"] == "int8"
+    lowered = [doc._.elmo for doc in nlp.pipe(texts)]
+    assert any(not np.array_equal(r, o) for r, o in zip(reference, lowered))
+    assert token_cosines(reference, lowered, lambda a: a[-1]).min() >= 0.99
+    nlp.to_disk(tmp_path / "nlp")
+    import spacy
+
+    loaded = spacy.load(tmp_path / "nlp")
+    assert loaded.config["components"]["elmo"]["model"]["precision"] == "int8"
+    np.testing.assert_allclose(loaded(texts[0])._.elmo, lowered[0], rtol=0, atol=1e-5)
+
+
+def test_component_rejects_an_unknown_precision(fixture_dir):
+    with pytest.raises(InputError, match=r"precision: unknown precision 'half'; use one of fp32, bf16, int8"):
+        elmo_pipeline(fixture_dir, precision="half")
+
+
+def test_embed_command_precision(fixture_dir, ewt, tmp_path):
+    import h5py
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli.app import app
+
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(" ".join(words) for words in ewt[:20]) + "\n", encoding="utf8")
+    model = ["--options-file", str(fixture_dir / "options.json"), "--weight-file", str(fixture_dir / "lm_weights.hdf5")]
+    outputs = {}
+    for mode in ("fp32", "bf16"):
+        result = CliRunner().invoke(app, ["embed", str(source), str(tmp_path / f"{mode}.hdf5"), *model,
+                                          "--precision", mode])
+        assert result.exit_code == 0, result.output
+        with h5py.File(tmp_path / f"{mode}.hdf5", "r") as f:
+            outputs[mode] = [f[str(i)][()] for i in range(20)]
+    expected = list(Embedder(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"),
+                             precision="bf16").embed_sentences(ewt[:20]))
+    for got, want in zip(outputs["bf16"], expected):
+        np.testing.assert_array_equal(got, want)
+    assert any(not np.array_equal(a, b) for a, b in zip(outputs["fp32"], outputs["bf16"]))
+    bad = CliRunner().invoke(app, ["embed", str(source), str(tmp_path / "x.hdf5"), *model, "--precision", "fp16"])
+    assert bad.exit_code == 2 and "'fp16' is not one of fp32, bf16, int8" in bad.output
+    assert not (tmp_path / "x.hdf5").exists()

@@ -109,15 +109,20 @@ def _pack_int8(weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> Any
 
 
 def _int8_linear(x: torch.Tensor, packed: Any) -> torch.Tensor:
-    """x (..., in) times a packed weight. fbgemm quantizes activations with one scale per call (7
-    bits, as CPUs whose int8 dot products saturate 16-bit sums need); scaling every row to max 1
-    first and back after makes that one scale per row, so a token with large values does not
-    cost the others their resolution."""
+    """x (..., in) times a packed weight. fbgemm quantizes activations over the whole call, from its
+    min and max (7 bits, as CPUs whose int8 dot products saturate 16-bit sums need). Every row is
+    scaled to max |x| = 1 first (and back after), and two anchor rows of +1 and -1 fix the range,
+    so each row gets its own scale and the same numbers whatever rows share its batch."""
     if x.device.type != "cpu":
         raise InputError(f"precision int8 runs on the CPU only; this biLM is on {x.device}: use bf16 there")
     rows = x.reshape(-1, x.shape[-1])
+    n = rows.shape[0]
     scale = rows.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
-    product = torch.ops.quantized.linear_dynamic((rows / scale).contiguous(), packed, True) * scale
+    scaled = rows.new_empty(n + 2, rows.shape[1])
+    torch.div(rows, scale, out=scaled[:n])
+    scaled[n] = 1.0
+    scaled[n + 1] = -1.0
+    product = torch.ops.quantized.linear_dynamic(scaled, packed, True)[:n] * scale
     return product.reshape(*x.shape[:-1], -1)
 
 

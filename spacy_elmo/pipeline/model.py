@@ -21,6 +21,7 @@ from thinc.types import Floats3d
 
 from ..bilm.char_ids import CharBatch
 from ..bilm.embedder import Embedder, length_batches
+from ..bilm.precision import check_precision
 from ..bilm.interface import ContextualBiLM, bilm_config, bilm_from_config
 from ..hub import resolve_bilm
 from ..errors import ElmoError, WeightsError
@@ -115,7 +116,7 @@ def load_weights(attrs: Dict[str, Any]) -> ContextualBiLM:
 def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, weight_file: Optional[str] = None,
               archive: Optional[str] = None, frozen: bool = True, max_length: int = 256, batch_size: int = 64,
               max_batch_tokens: int = 4096, train_cache_mb: float = 2048,
-              train_cache_dtype: str = "float32") -> Model[List[Doc], List[Floats3d]]:
+              train_cache_dtype: str = "float32", precision: str = "fp32") -> Model[List[Doc], List[Floats3d]]:
     """All biLM layers for every token of every Doc.
 
     The biLM: a catalogue `name` (downloaded once into the cache), official `options_file` +
@@ -128,7 +129,10 @@ def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, we
     memory stays bounded however long a Doc is. `frozen` runs without autograd even in training,
     and then keeps the layers of up to `train_cache_mb` megabytes of training Docs (stored as
     `train_cache_dtype`) so that later epochs do not run the biLM again; 0 turns that off.
+    `precision` ("fp32", "bf16", "int8") is how the biLM computes without autograd (prediction, frozen
+    training); a fine-tuned biLM computes in fp32 under autograd, so its gradients are exact.
     """
+    check_precision(precision)
     if max_length < 1 or batch_size < 1 or max_batch_tokens < 1:
         raise ElmoError(f"max_length, batch_size and max_batch_tokens must be positive, found "
                         f"{max_length}, {batch_size}, {max_batch_tokens}")
@@ -138,7 +142,7 @@ def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, we
         init=init,
         dims={"nO": None, "nL": None},
         attrs={"name": name, "options_file": options_file, "weight_file": weight_file, "archive": archive,
-               "frozen": frozen, "max_length": max_length,
+               "frozen": frozen, "max_length": max_length, "precision": precision,
                "batch_size": batch_size, "max_batch_tokens": max_batch_tokens,
                "train_cache": DocCache(train_cache_mb, train_cache_dtype),
                "replace_listener_cfg": replace_listener_cfg},
@@ -196,9 +200,11 @@ def get_embedder(model: Model, bilm: ContextualBiLM) -> Embedder:
     """The core Embedder over the model's module, for runs without autograd. With a frozen biLM it
     keeps the char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
     frozen = bool(model.attrs["frozen"])
+    precision = model.attrs.get("precision", "fp32")
     embedder = model.attrs.get("embedder")
-    if embedder is None or embedder.bilm is not bilm or bool(embedder.cache_size) != frozen:
-        embedder = Embedder(bilm) if frozen else Embedder(bilm, cache_size=0)
+    if (embedder is None or embedder.bilm is not bilm or bool(embedder.cache_size) != frozen
+            or embedder.precision != precision):
+        embedder = Embedder(bilm, precision=precision, **({} if frozen else {"cache_size": 0}))
         model.attrs["embedder"] = embedder
     return embedder
 

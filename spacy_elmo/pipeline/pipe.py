@@ -35,6 +35,7 @@ batch_size = 64
 max_batch_tokens = 4096
 train_cache_mb = 2048
 train_cache_dtype = "float32"
+precision = "fp32"
 """
 
 
