@@ -2,12 +2,14 @@
 
     python benchmarks/bench_bilm.py [--sentences 2000] [--original-sentences 500] [--out results.json]
     python benchmarks/bench_bilm.py --sizes original,transformer   # transformer ELMo: ours only, no baseline
+    python benchmarks/bench_bilm.py --precisions fp32,bf16,int8     # ours in each run-time precision
 
 Each (model size, implementation, batch size) runs in a fresh subprocess so its peak RSS is its own.
 The baseline shares our module's weights and does the same math the straightforward way, as the
 AllenNLP reference does: dense char ids with the char CNN on every padded position, and per LSTM
 direction a time loop that computes the input product inside the loop (rows sorted by length, the
-active batch shrinking as rows end). Its batches come in file order, as `allennlp elmo` made them.
+active batch shrinking as rows end). Its batches come in file order, as `allennlp elmo` made them. The baseline runs in fp32 only; ours runs
+once per --precisions entry (spacy_elmo.bilm.precision; accuracy: precision_accuracy.py).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: 
 from spacy_elmo.bilm.embedder import Embedder, length_batches  # noqa: E402
 from spacy_elmo.bilm.lstm import BiLstmLayer  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
+from spacy_elmo.bilm.precision import check_precision  # noqa: E402
 from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
@@ -177,11 +180,11 @@ def _our_batches(sentences: Sequence[Sequence[str]], embedder: Embedder) -> List
     return batches
 
 
-def worker(size: str, impl: str, batch_size: int, n_sentences: int) -> Dict[str, float]:
+def worker(size: str, impl: str, batch_size: int, n_sentences: int, precision: str = "fp32") -> Dict[str, float]:
     torch.set_num_threads(THREADS)
     sentences = read_conllu(DATA, n_sentences)
     bilm = random_bilm(size)
-    embedder = Embedder(bilm, batch_size=batch_size)
+    embedder = Embedder(bilm, batch_size=batch_size, precision=precision)
     n_tokens = sum(len(s) for s in sentences)
     with torch.inference_mode():
         if impl == "ours":
@@ -206,7 +209,7 @@ def worker(size: str, impl: str, batch_size: int, n_sentences: int) -> Dict[str,
             seconds = time.perf_counter() - start
     others = (_busy_seconds() - busy) - (_own_seconds() - own)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    result = dict(size=size, impl=impl, batch_size=batch_size, sentences=len(sentences), tokens=n_tokens,
+    result = dict(size=size, impl=impl, precision=precision, batch_size=batch_size, sentences=len(sentences), tokens=n_tokens,
                   seconds=seconds, tokens_per_s=n_tokens / seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
                   other_cpu_share=max(others, 0.0) / (seconds * os.cpu_count()),
                   peak_rss_mb=usage.ru_maxrss / 1024)
@@ -227,6 +230,12 @@ def check_equal(size: str, n: int = 6) -> float:
     diff = float((ours - base).abs().max())
     assert diff < 1e-5, f"{size}: baseline and ours differ by {diff}"
     return diff
+
+
+def run_worker(size: str, impl: str, batch: int, n: int, precision: str) -> Dict[str, float]:
+    """One measurement in a fresh subprocess, so that its peak RSS is its own."""
+    cmd = [sys.executable, __file__, "--worker", size, impl, str(batch), str(n), precision]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -264,16 +273,21 @@ def main() -> None:
     parser.add_argument("--original-sentences", type=int, default=500)
     parser.add_argument("--sizes", default="small,medium,original")
     parser.add_argument("--batch-sizes", default="32,64")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16, int8 (ours only)")
     parser.add_argument("--bucketed-baseline-batch", type=int, default=32,
                         help="Also time the baseline on our length-sorted batches at this batch size")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (workers inherit it)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--worker", nargs=4, metavar=("SIZE", "IMPL", "BATCH", "N"))
+    parser.add_argument("--worker", nargs=5, metavar=("SIZE", "IMPL", "BATCH", "N", "PRECISION"))
     args = parser.parse_args()
     if args.worker:
-        size, impl, batch, n = args.worker
-        print(json.dumps(worker(size, impl, int(batch), int(n))))
+        size, impl, batch, n, precision = args.worker
+        print(json.dumps(worker(size, impl, int(batch), int(n), precision)))
         return
+    try:
+        precisions = [check_precision(p, "--precisions") for p in args.precisions.split(",")]
+    except ValueError as err:
+        parser.error(str(err))
     os.environ["BENCH_THREADS"] = str(args.threads)
     THREADS = args.threads
     rate = matmul_gflops()
@@ -286,32 +300,33 @@ def main() -> None:
             print(f"{size}: baseline vs ours max abs diff {check_equal(size):.2e}", flush=True)
         n = args.original_sentences if size in LARGE_SIZES else args.sentences
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            pair = {}
-            impls = ["ours"] if transformer else ["baseline", "ours"] + (["baseline-bucketed"] if batch == bucketed_batch else [])
-            for impl in impls:
-                cmd = [sys.executable, __file__, "--worker", size, impl, str(batch), str(n)]
-                pair[impl] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            ours, base = pair["ours"], pair.get("baseline")
-            row = dict(size=size, batch_size=batch, sentences=ours["sentences"], tokens=ours["tokens"],
-                       ours_tokens_per_s=ours["tokens_per_s"], baseline_tokens_per_s=base and base["tokens_per_s"],
-                       speedup=base and ours["tokens_per_s"] / base["tokens_per_s"],
-                       ours_peak_rss_mb=ours["peak_rss_mb"], baseline_peak_rss_mb=base and base["peak_rss_mb"],
-                       ours_gflop_per_s=ours["gflop_per_s"], matmul_fraction=ours["gflop_per_s"] / rate,
-                       other_cpu_share=max(p["other_cpu_share"] for p in pair.values()))
-            if "baseline-bucketed" in pair:
-                row["bucketed_baseline_tokens_per_s"] = pair["baseline-bucketed"]["tokens_per_s"]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            baselines = {}
+            for impl in [] if transformer else ["baseline"] + (["baseline-bucketed"] if batch == bucketed_batch else []):
+                baselines[impl] = run_worker(size, impl, batch, n, "fp32")
+            for precision in precisions:
+                ours = run_worker(size, "ours", batch, n, precision)
+                base = baselines.get("baseline")
+                row = dict(size=size, batch_size=batch, precision=precision, sentences=ours["sentences"],
+                           tokens=ours["tokens"], ours_tokens_per_s=ours["tokens_per_s"],
+                           baseline_tokens_per_s=base and base["tokens_per_s"],
+                           speedup=base and ours["tokens_per_s"] / base["tokens_per_s"],
+                           ours_peak_rss_mb=ours["peak_rss_mb"], baseline_peak_rss_mb=base and base["peak_rss_mb"],
+                           ours_gflop_per_s=ours["gflop_per_s"], matmul_fraction=ours["gflop_per_s"] / rate,
+                           other_cpu_share=max(p["other_cpu_share"] for p in [ours, *baselines.values()]))
+                if "baseline-bucketed" in baselines:
+                    row["bucketed_baseline_tokens_per_s"] = baselines["baseline-bucketed"]["tokens_per_s"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     rate_after = matmul_gflops()
     print(f"torch.mm rate after the runs: {rate_after:.1f} GFLOP/s; load average {_load()}")
-    print("| size | batch | sentences | tokens | ours tok/s | baseline tok/s | speedup | baseline on our batches "
+    print("| size | batch | precision | sentences | tokens | ours tok/s | baseline tok/s | speedup | baseline on our batches "
           "tok/s | ours peak RSS MB | baseline peak RSS MB | ours GFLOP/s | of matmul rate | other CPU load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         def cell(key: str, spec: str = ".0f", suffix: str = "") -> str:
             return "-" if r.get(key) is None else f"{r[key]:{spec}}{suffix}"
 
-        print(f"| {r['size']} | {r['batch_size']} | {r['sentences']} | {r['tokens']} | {cell('ours_tokens_per_s')} "
+        print(f"| {r['size']} | {r['batch_size']} | {r['precision']} | {r['sentences']} | {r['tokens']} | {cell('ours_tokens_per_s')} "
               f"| {cell('baseline_tokens_per_s')} | {cell('speedup', '.2f', 'x')} "
               f"| {cell('bucketed_baseline_tokens_per_s')} | {cell('ours_peak_rss_mb')} | {cell('baseline_peak_rss_mb')} "
               f"| {cell('ours_gflop_per_s', '.1f')} | {100 * r['matmul_fraction']:.0f}% | {100 * r['other_cpu_share']:.0f}% |")
