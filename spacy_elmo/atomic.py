@@ -15,9 +15,10 @@ import secrets
 import shutil
 import signal
 import stat
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from .errors import OutputError
 
@@ -61,12 +62,26 @@ def handled_signals() -> Iterator[None]:
             previous[signum] = signal.signal(signum, handler)
         except ValueError:  # not the main thread: leave signals alone
             pass
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(unraisable_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _received.clear()
+
+
+def _quiet_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An interrupt raised where Python cannot propagate it (a finalizer, a weakref callback) is ignored
+    with a printed traceback; it is recorded already, so print nothing."""
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    return quiet
 
 
 def check_not_interrupted() -> None:

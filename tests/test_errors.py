@@ -736,3 +736,17 @@ def test_readme_quickstart_snippet_runs():
     snippet = snippets[0]
     index = int(re.search(r'doc\[(\d+)\]\.vector .*"bank"', snippet).group(1))
     assert scope["doc"][index].text == "bank"
+
+
+def test_spacy_elmo_app_rejects_bad_flags_the_same_way(trained, tmp_path):
+    """`spacy elmo ...` runs the same commands inside spaCy's typer app."""
+    import spacy_elmo.cli.spacy_cli  # noqa: F401  (what spaCy's setup_cli loads through the entry point)
+    from spacy.cli._util import app as spacy_app
+
+    result = CliRunner().invoke(spacy_app, ["elmo", "pretrain", str(trained / "train"), "--vocab",
+                                            str(trained / "vocab.txt"), "-o", str(tmp_path / "run"),
+                                            "--learning-rate", "nan"])
+    bad_flag(result, "--learning-rate", "nan is not a finite number")
+    result = CliRunner().invoke(spacy_app, ["elmo", "export", str(tmp_path / "no-run"), str(tmp_path / "out")])
+    fails(result, r"no training checkpoint at .*no-run")
+    assert sorted(tmp_path.iterdir()) == []

@@ -512,7 +512,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set
     and `interrupted` (the signal's name) when SIGINT/SIGTERM stopped it after a checkpoint.
 
-    A new run appears as a whole at its first checkpoint; `resume` refuses settings that differ from the
+    A new run is built under a temporary name and appears, whole, with the checkpoint of its first step
+    (so a run that fails to start leaves nothing); `resume` refuses settings that differ from the
     run's own (see `RESUMABLE`); `overwrite` replaces an existing run.
     """
     rank, world, device = _distributed()
@@ -622,7 +623,8 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
             flags = torch.tensor([
                 float(interrupt.requested or (config.max_steps and step >= config.max_steps)
                       or (config.max_minutes and elapsed >= 60 * config.max_minutes)),
-                float(step % config.checkpoint_every == 0 or time.time() - last_save >= 60 * config.checkpoint_minutes),
+                float(step % config.checkpoint_every == 0 or time.time() - last_save >= 60 * config.checkpoint_minutes
+                      or (staging is not None and not staging.committed)),
             ])
             if world > 1:
                 torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
