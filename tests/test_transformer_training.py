@@ -169,6 +169,10 @@ def test_cli_pretrain_resume_evaluate_export(tmp_path):
     def invoke(*args):
         return runner.invoke(app, [str(a) for a in args])
 
+    bad = invoke("pretrain", root / "train", "--vocab", root / "vocab.txt", "-o", tmp_path / "bad", "--bilm",
+                 "transformer", "--input-dim", "12")
+    assert bad.exit_code == 1 and "input_dim (12) must be even and a multiple of n_heads (8)" in bad.output
+    assert not (tmp_path / "bad").exists()
     run = tmp_path / "cli-run"
     done = invoke("pretrain", root / "train", "--vocab", root / "vocab.txt", "-o", run, "--bilm", "transformer",
                   "--input-dim", "16", "--hidden-dim", "32", "--n-layers", "1", "--filters", "1:4,2:4", "--char-dim",
