@@ -166,6 +166,24 @@ def _commit(tmp: Path, target: Path, is_dir: bool) -> None:
         os.replace(tmp, target)
 
 
+def check_target(target: PathLike, is_dir: bool = False, overwrite: bool = True, inputs: Iterable[PathLike] = (),
+                 flag: str = "output") -> None:
+    """Everything that would stop `AtomicOutput(target, ...)`, checked before a command does any work:
+    the output is an input, has the wrong kind, exists without `overwrite`, has no directory (a file's
+    must exist, a directory's is created), or a live process is writing it."""
+    target = Path(target)
+    refuse_inputs(target, inputs, flag)
+    if target.exists():
+        if target.is_dir() != is_dir:
+            kind = "a directory" if target.is_dir() else "a file"
+            raise OutputError(f"the {flag} {target} is {kind}; choose another {flag}")
+        if not overwrite:
+            raise OutputError(f"the {flag} {target} already exists; choose another {flag} or pass --overwrite")
+    if not is_dir and not target.parent.is_dir():
+        raise OutputError(f"cannot write the {flag} {target}: the directory {target.parent} does not exist")
+    remove_stale(target)
+
+
 class AtomicOutput:
     """A file or directory built under a temporary name and renamed onto `target` by `commit()`.
 
@@ -177,22 +195,12 @@ class AtomicOutput:
                  inputs: Iterable[PathLike] = (), flag: str = "output") -> None:
         self.target = Path(target)
         self.is_dir = is_dir
-        refuse_inputs(self.target, inputs, flag)
-        if self.target.exists():
-            if self.target.is_dir() != is_dir:
-                kind = "a directory" if self.target.is_dir() else "a file"
-                raise OutputError(f"the {flag} {self.target} is {kind}; choose another {flag}")
-            if not overwrite:
-                raise OutputError(f"the {flag} {self.target} already exists; choose another {flag} or pass --overwrite")
+        check_target(self.target, is_dir, overwrite, inputs, flag)
         if not self.target.parent.is_dir():
-            if not is_dir:
-                raise OutputError(f"cannot write the {flag} {self.target}: the directory {self.target.parent} "
-                                  "does not exist")
             try:
                 self.target.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise OutputError(f"cannot create the directory of the {flag} {self.target}: {err.strerror or err}") from None
-        remove_stale(self.target)
         self.path = temp_path(self.target)
         self.committed = False
         try:

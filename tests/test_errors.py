@@ -423,7 +423,7 @@ def test_prepare_existing_output_needs_overwrite_and_is_replaced_whole(tmp_path)
     assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "3").exit_code == 0
     before = snapshot(tmp_path)
     fails(cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2"),
-          r"shards already exists; choose another output or pass --overwrite")
+          r"the --output .*shards already exists; choose another --output or pass --overwrite")
     assert snapshot(tmp_path) == before
     assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2", "--overwrite").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["shard-00000.txt", "shard-00001.txt"]

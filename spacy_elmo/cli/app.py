@@ -28,10 +28,10 @@ def prepare_command(
     overwrite: bool = typer.Option(False, help="Replace an existing output directory"),
 ) -> None:
     """Tokenise text once into shuffled shards of one sentence per line, the input of `vocab` and `pretrain`."""
-    from ..atomic import refuse_inputs
+    from ..atomic import check_target
     from ..training.corpus import tokenize_files, write_shards
 
-    refuse_inputs(output, inputs, "--output")
+    check_target(output, is_dir=True, overwrite=overwrite, inputs=inputs, flag="--output")
     per_file = tokenize_files(inputs, fmt, lang, gutenberg, n_process)
     lines = [line for file_lines in per_file.values() for line in file_lines]
     paths = write_shards(lines, output, n_shards, seed, overwrite=overwrite)
@@ -49,11 +49,11 @@ def vocab_command(
     lang: str = typer.Option("en"),
 ) -> None:
     """Build a frequency-sorted softmax vocabulary (<S>, </S>, <UNK> first) from text."""
-    from ..atomic import refuse_inputs
+    from ..atomic import check_target
     from ..training.corpus import expand_paths, read_sentences
     from ..training.vocab import Vocab
 
-    refuse_inputs(output, inputs, "--output")
+    check_target(output, inputs=inputs, flag="--output")
     sentences = (s for path in expand_paths(inputs) for s in read_sentences(path, fmt, lang))
     vocab = Vocab.build(sentences, max_size, min_count)
     vocab.to_file(output)

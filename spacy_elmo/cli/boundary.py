@@ -47,7 +47,9 @@ def error_line(err: BaseException) -> str:
     elif isinstance(err, MemoryError):
         message = "out of memory; use a smaller --batch-size (or a smaller model) and run again"
     else:
-        message = (f"unexpected {type(err).__name__}: {err}; run again with {DEBUG_ENV}=1 for the traceback "
+        text = " ".join(str(err).split())
+        text = text if len(text) <= 300 else text[:300] + " ..."
+        message = (f"unexpected {type(err).__name__}: {text}; run again with {DEBUG_ENV}=1 for the traceback "
                    "and please report it")
     return "Error: " + " ".join(message.split())
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..atomic import AtomicOutput, refuse_inputs, remove_stale
+from ..atomic import AtomicOutput, check_target
 from ..bilm.embedder import Embedder
 from ..errors import InputError, OutputError
 
@@ -56,10 +56,9 @@ def select_layers(layers: np.ndarray, which: str) -> np.ndarray:
 def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]]) -> None:
     """Refuse, before the model is loaded, an output that is a directory or one of the inputs."""
     output = Path(output)
-    refuse_inputs(output, [p for p in inputs if p is not None], "output file")
     if output.is_dir():
         raise OutputError(f"output file {output} is a directory; give a file name, e.g. {output / 'elmo.hdf5'}")
-    remove_stale(output)
+    check_target(output, inputs=[p for p in inputs if p is not None], flag="output file")
 
 
 def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",

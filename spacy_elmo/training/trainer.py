@@ -29,7 +29,7 @@ from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import BiLM
 from ..bilm.options import ElmoOptions
 from ..bilm.transformer_bilm import TransformerOptions
-from ..atomic import AtomicOutput, Interrupted, atomic_write_text, refuse_inputs
+from ..atomic import AtomicOutput, Interrupted, atomic_write_text, check_target, refuse_inputs
 from ..bilm.weights import load_bilm, save_bilm
 from ..errors import InputError, OptionsError, OutputError
 from .corpus import FORMATS, PackedBatches, SentenceStream, expand_paths
@@ -724,6 +724,7 @@ def export(checkpoint: Path, out_dir: Path, with_softmax: bool = False, overwrit
     softmax.pt, which only continued training needs. A transformer run: an AllenNLP model archive, a
     folder or, when `out_dir` ends in .tar.gz, a file (config.json, weights.th with the softmax,
     vocabulary/). The output appears complete or not at all."""
+    check_target(out_dir, is_dir=not str(out_dir).endswith((".tar.gz", ".tgz")), overwrite=overwrite, inputs=[checkpoint])
     model, vocab, config = model_from_checkpoint(checkpoint)
     if isinstance(model, TransformerLanguageModel):
         as_tar = Path(out_dir).name.endswith((".tar.gz", ".tgz"))
