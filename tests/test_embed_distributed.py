@@ -94,7 +94,7 @@ def wait_for_parts(directory: Path, process: subprocess.Popen, n_done: int) -> i
 
 
 def test_killed_rank_rerun_skips_finished_parts(tmp_path):
-    source = write_input(tmp_path / "in.txt", 2000)
+    source = write_input(tmp_path / "in.txt", 1200)
     args = [str(source), "out.hdf5", *MODEL, "--batch-size", "2", "--part-lines", "32", "--layers", "top"]
     directory = parts_dir(tmp_path / "out.hdf5")
     process = subprocess.Popen(torchrun_cmd(args), cwd=tmp_path, env=run_env(), stdout=subprocess.PIPE,
@@ -107,7 +107,7 @@ def test_killed_rank_rerun_skips_finished_parts(tmp_path):
     assert process.returncode != 0
     assert not (tmp_path / "out.hdf5").exists()
     finished = {p.name: p.stat().st_mtime_ns for p in directory.glob("part-*.hdf5")}
-    total = len(part_bounds(2000, 32, 32))
+    total = len(part_bounds(1200, 32, 32))
     assert 4 <= len(finished) < total
 
     rerun = torchrun(args, tmp_path)
