@@ -98,14 +98,15 @@ def _bf16_result(product: torch.Tensor) -> torch.Tensor:
     return product.to(torch.bfloat16).float()
 
 
-def _pack_int8(weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> Any:
-    """fbgemm's packed form of an (out, in) weight: symmetric per-output-channel int8."""
+def _pack_int8(weight: torch.Tensor) -> Any:
+    """fbgemm's packed form of an (out, in) weight: symmetric per-output-channel int8 (biases are
+    added in fp32 by the callers)."""
     scales = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127.0).double()
     zero = torch.zeros(weight.shape[0], dtype=torch.long)
     with warnings.catch_warnings():  # torch marks quantized-tensor creation deprecated; the kernels remain
         warnings.simplefilter("ignore", UserWarning)
         quantized = torch.quantize_per_channel(weight.float().cpu(), scales, zero, 0, torch.qint8)
-        return torch.ops.quantized.linear_prepack(quantized, None if bias is None else bias.float().cpu())
+        return torch.ops.quantized.linear_prepack(quantized, None)
 
 
 def _int8_linear(x: torch.Tensor, packed: Any) -> torch.Tensor:
