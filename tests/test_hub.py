@@ -18,9 +18,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from spacy_elmo import Embedder, load_bilm
+from spacy_elmo.bilm.interface import load_any_bilm
 from spacy_elmo.cli.app import app
 from spacy_elmo.errors import DownloadError, UnknownModelError, WeightsError
 from spacy_elmo.hub import MODELS, cache_root, default_model_files, fetch_model, resolve_model_files
@@ -430,6 +432,18 @@ def test_pretraining_can_start_from_a_published_model(storage, tmp_path):
     assert len(storage.requests_for(WEIGHTS_PATH)) == 1
 
 
+def test_pretrain_init_from_the_transformer_by_name(storage, archive_bytes, tmp_path):
+    from spacy_elmo.training.trainer import TrainConfig, _initial_model
+    from spacy_elmo.training.vocab import Vocab
+
+    config = TrainConfig(train=[], vocab="unused", output=str(tmp_path / "run"), init_from="transformer",
+                         bilm="transformer")
+    model = _initial_model(config, Vocab(["<S>", "</S>", "<UNK>", "word"]))
+    published = load_any_bilm(fetch_model("transformer", progress=False)).state_dict()
+    assert all(torch.equal(tensor, published[key]) for key, tensor in model.bilm.state_dict().items())
+    assert storage.requests_for(ARCHIVE_PATH) == [None]
+
+
 def transformer_listing(tmp_path):
     directory = tmp_path / "cache" / "transformer"
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
@@ -450,7 +464,7 @@ def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_b
     assert (embedder.bilm.options.kind, embedder.bilm.n_output_layers, embedder.output_dim) == ("transformer", 3, 32)
     assert len(storage.log) == n_requests
     with pytest.raises(WeightsError, match="'transformer' is a Transformer-ELMo model archive, not the options.json "
-                                           r"\+ weights.hdf5 pair needed here \(as by `pretrain --init-from`\)"):
+                                           r"\+ weights.hdf5 pair asked for here"):
         resolve_model_files("transformer")
 
 

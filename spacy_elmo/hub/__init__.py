@@ -62,7 +62,7 @@ def resolve_model_files(name: Optional[str] = None, options_file: Optional[PathL
         return default_model_files()
     if get_model(name).archive is not None:
         raise WeightsError(f"{name!r} is a Transformer-ELMo model archive, not the options.json + weights.hdf5 "
-                           "pair needed here (as by `pretrain --init-from`); use it by name in the elmo component, "
+                           "pair asked for here; use it by name in the elmo component, `pretrain --init-from`, "
                            f"`embed --model {name}`, Embedder.from_pretrained({name!r}) or resolve_bilm({name!r}), "
                            f"or fetch_model({name!r}) for the cached archive")
     return model_files(fetch_model(name, cache_dir, progress))

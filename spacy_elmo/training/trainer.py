@@ -398,13 +398,14 @@ def _append_log(path: Path, record: Dict[str, Any]) -> None:
 
 def _init_source(init_from: str) -> Path:
     """A run directory, checkpoint or export, or else a published model's name (`python -m spacy_elmo
-    models`): its cached folder has the export layout, without a softmax, which then starts fresh."""
-    from ..hub import model_names, resolve_model_files
+    models`): its cached folder (an LSTM, export layout) or archive (the transformer), without a softmax,
+    which then starts fresh."""
+    from ..hub import fetch_model, model_names
 
     path = Path(init_from)
     if path.exists() or init_from not in model_names():
         return path
-    return resolve_model_files(init_from)[0].parent
+    return fetch_model(init_from)
 
 
 def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
