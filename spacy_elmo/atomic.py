@@ -149,7 +149,8 @@ def refuse_inputs(output: PathLike, inputs: Iterable[PathLike], flag: str = "out
         if str(item) == "-":
             continue
         source = Path(item).resolve()
-        if source == out or out in source.parents:
+        same = out.exists() and source.exists() and os.path.samefile(out, source)  # also a hard link
+        if same or source == out or out in source.parents:
             raise OutputError(f"{flag} {output} would overwrite the input {item}; choose another {flag}")
 
 
@@ -173,7 +174,7 @@ def check_target(target: PathLike, is_dir: bool = False, overwrite: bool = True,
     must exist, a directory's is created), or a live process is writing it."""
     target = Path(target)
     refuse_inputs(target, inputs, flag)
-    if target.exists():
+    if target.exists() and not (is_dir and target.is_dir() and not any(target.iterdir())):  # an empty dir is free
         if target.is_dir() != is_dir:
             kind = "a directory" if target.is_dir() else "a file"
             raise OutputError(f"the {flag} {target} is {kind}; choose another {flag}")

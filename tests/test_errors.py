@@ -750,3 +750,17 @@ def test_spacy_elmo_app_rejects_bad_flags_the_same_way(trained, tmp_path):
     result = CliRunner().invoke(spacy_app, ["elmo", "export", str(tmp_path / "no-run"), str(tmp_path / "out")])
     fails(result, r"no training checkpoint at .*no-run")
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_embed_refuses_a_hard_link_to_its_input(text, model, tmp_path):
+    os.link(text, tmp_path / "link.txt")
+    before = snapshot(tmp_path)
+    fails(cli("embed", text, tmp_path / "link.txt", *model), r"link\.txt would overwrite the input")
+    assert snapshot(tmp_path) == before
+
+
+def test_an_empty_output_directory_is_used(tmp_path):
+    (tmp_path / "a.txt").write_text(" ".join(["The cat sat on the mat."] * 10) + "\n")
+    (tmp_path / "shards").mkdir()
+    assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2").exit_code == 0
+    assert len(list((tmp_path / "shards").iterdir())) == 2

@@ -49,7 +49,7 @@ def one_error(stderr: str, pattern: str) -> None:
 def big_text(tmp_path):
     """Enough lines that embedding them with the tiny fixture model takes several seconds."""
     path = tmp_path / "big.txt"
-    path.write_text("".join(f"the cat sat on the mat with a hat and a bat {i}\n" for i in range(20000)))
+    path.write_text("".join(f"the cat sat on the mat with a hat and a bat {i}\n" for i in range(5000)))
     return path
 
 
@@ -58,7 +58,7 @@ def model(fixture_dir):
     return ["--options-file", fixture_dir / "options.json", "--weight-file", fixture_dir / "lm_weights.hdf5"]
 
 
-def wait_for_temp(directory: Path, min_bytes: int = 50_000, timeout: float = 120) -> Path:
+def wait_for_temp(directory: Path, min_bytes: int = 4096, timeout: float = 120) -> Path:
     """The temp file of a running embed, once it is being written."""
     deadline = time.time() + timeout
     while time.time() < deadline:
