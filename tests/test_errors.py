@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from spacy_elmo.atomic import TMP_SUFFIX
 from spacy_elmo.cli.app import app
-from spacy_elmo.errors import ElmoError, InputError, OptionsError, WeightsError
+from spacy_elmo.errors import InputError, OptionsError, WeightsError
 from test_trainer import make_corpus
 
 TINY = ["--lstm-dim", "16", "--projection-dim", "8", "--filters", "1:4,2:4", "--char-dim", "4", "--batch-size", "4",
