@@ -499,6 +499,18 @@ def test_pretrain_bad_flag_values(flag, value, shown, trained, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args,pattern", [
+    (["--projection-dim", "32"], r"projection_dim \(32\) must not exceed lstm\.dim \(16\)"),
+    (["--lstm-dim", "4000000", "--projection-dim", "1000000"], r"more than this machine's .* of memory"),
+    (["--filters", "60:4"], r"char_cnn\.filters has an invalid pair \[60, 4\]"),
+])
+def test_pretrain_impossible_architecture_is_refused_before_reading(args, pattern, tmp_path):
+    """The text and vocabulary do not even exist: the architecture is refused first."""
+    fails(cli("pretrain", tmp_path / "nope", "--vocab", tmp_path / "nope.txt", "-o", tmp_path / "run", *TINY, *args),
+          r"training setting: .*" + pattern)
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_pretrain_needs_text_and_vocab_unless_resuming(tmp_path):
     fails(cli("pretrain", "-o", tmp_path / "run"), r"training text and --vocab are required unless --resume", code=2)
 
