@@ -15,6 +15,11 @@ biases, gate nonlinearities, the LSTM cell state, clipping and the recurrent sum
 
 Lower precisions are for inference: under autograd (fine-tuning) every product is fp32, so
 gradients are exact and the int8 path, which has none, is never differentiated.
+
+Mixed-precision training (`pretrain --precision bf16`) instead runs the biLM under torch.autocast:
+there every product here is computed in autocast's dtype (and differentiated through it), returned
+as fp32, and its bias or running sum added in fp32, so the LSTM state and everything that is not a
+product stay fp32 as in bf16 inference.
 """
 from __future__ import annotations
 
@@ -70,6 +75,11 @@ def _cpu_has_bf16() -> bool:
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 kernels on `device` are fast ones (else bf16 rounding is computed in fp32)."""
     return device.type != "cpu" or _cpu_has_bf16()
+
+
+def autocast_products(x: torch.Tensor) -> bool:
+    """Whether products of `x` run under torch.autocast (mixed-precision training)."""
+    return torch.is_autocast_enabled(x.device.type)
 
 
 def _derive(param: torch.Tensor, kind: str, make: Callable[[torch.Tensor], Any]) -> Any:
@@ -130,6 +140,9 @@ def _int8_linear(x: torch.Tensor, packed: Any) -> torch.Tensor:
 def batched_product(x: torch.Tensor, weight: torch.Tensor, add: Optional[torch.Tensor] = None,
                     int8: bool = True) -> torch.Tensor:
     """add + x @ weight for (G, N, K) x (G, K, M); `int8=False` keeps this product fp32 in int8 mode."""
+    if autocast_products(x):
+        product = torch.bmm(x, weight).float()
+        return product if add is None else product + add
     mode = active_precision()
     if mode == "fp32" or (mode == "int8" and not int8):
         return torch.bmm(x, weight) if add is None else torch.baddbmm(add, x, weight)
@@ -143,6 +156,8 @@ def batched_product(x: torch.Tensor, weight: torch.Tensor, add: Optional[torch.T
 
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """layer(x) in the active precision; the bias is added in fp32."""
+    if autocast_products(x):
+        return nn.functional.linear(x, layer.weight).float() + layer.bias
     mode = active_precision()
     if mode == "fp32":
         return layer(x)
@@ -154,6 +169,8 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
 
 def conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """conv(x) in the active precision (int8 mode keeps convolutions fp32); the bias is added in fp32."""
+    if autocast_products(x):
+        return nn.functional.conv1d(x, conv.weight).float() + conv.bias.unsqueeze(-1)
     if active_precision() != "bf16":
         return conv(x)
     bias = conv.bias.unsqueeze(-1)

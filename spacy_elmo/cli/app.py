@@ -106,6 +106,9 @@ def pretrain_command(
     eval_batch_size: int = typer.Option(64, callback=at_least(1)),
     seed: int = typer.Option(0, callback=at_least(0)),
     threads: int = typer.Option(0, callback=at_least(0), help="torch threads (0: torch's default)"),
+    precision: str = typer.Option("fp32", callback=choice("fp32", "bf16"),
+                                  help="fp32, or bf16: mixed precision (bf16 products, fp32 weights, optimizer, "
+                                       "LSTM state and loss; fast only on CPUs with bf16 instructions and GPUs)"),
 ) -> None:
     """Train a biLM (LSTM the bilm-tf way, or transformer); Ctrl-C saves a checkpoint. Works under
     `torchrun --nproc_per_node N`."""
@@ -123,7 +126,7 @@ def pretrain_command(
         n_negative_samples=n_negative_samples, optimizer=optimizer, learning_rate=learning_rate,
         clip_norm=clip_norm, max_steps=max_steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, heldout=split_list(heldout),
-        eval_batch_size=eval_batch_size, seed=seed, threads=threads, init_from=init_from)
+        eval_batch_size=eval_batch_size, seed=seed, threads=threads, init_from=init_from, precision=precision)
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run in --output and --overwrite replaces it: pass one")
     if resume:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bilm.precision import autocast_products
+
 
 def log_uniform_probs(n_classes: int) -> np.ndarray:
     """P(k) = (log(k + 2) - log(k + 1)) / log(V + 1): the Zipfian sampler that needs a frequency-sorted vocabulary."""
@@ -35,6 +37,14 @@ def sample_log_uniform(n_classes: int, n_samples: int, rng: np.random.Generator)
         chunk *= 2
 
 
+def logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """hidden @ weight.T + bias. Under torch.autocast (bf16 training) only the product is bf16: the bias
+    is added to its fp32 copy, so the logits and the log-sum-exp over them are fp32."""
+    if autocast_products(hidden):
+        return nn.functional.linear(hidden, weight).float() + bias
+    return nn.functional.linear(hidden, weight, bias)
+
+
 class Softmax(nn.Module):
     """Softmax weights W (V, P) and b (V,) shared by both directions; bilm-tf's initialisation."""
 
@@ -50,7 +60,7 @@ class Softmax(nn.Module):
 
     def full_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over all classes; hidden (M, P), targets (M,)."""
-        return nn.functional.cross_entropy(nn.functional.linear(hidden, self.weight, self.bias), targets)
+        return nn.functional.cross_entropy(logits(hidden, self.weight, self.bias), targets)
 
     def sampled_loss(self, hidden: torch.Tensor, targets: torch.Tensor, n_samples: int,
                      rng: np.random.Generator) -> torch.Tensor:
@@ -69,10 +79,10 @@ class Softmax(nn.Module):
             return torch.log(-torch.expm1(tries * torch.log1p(-torch.exp(log_probs[ids])))).to(hidden.dtype)
 
         true_logits = (hidden * self.weight[targets]).sum(-1) + self.bias[targets] - log_expected(targets)
-        sampled_logits = nn.functional.linear(hidden, self.weight[sampled], self.bias[sampled] - log_expected(sampled))
+        sampled_logits = logits(hidden, self.weight[sampled], self.bias[sampled] - log_expected(sampled))
         sampled_logits = sampled_logits.masked_fill(targets.unsqueeze(1) == sampled.unsqueeze(0), float("-inf"))
-        logits = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)
-        return (torch.logsumexp(logits, dim=1) - true_logits).mean()
+        every = torch.cat([true_logits.unsqueeze(1), sampled_logits], dim=1)
+        return (torch.logsumexp(every, dim=1) - true_logits).mean()
 
 
 class SoftmaxLM(nn.Module):

@@ -28,6 +28,7 @@ from ..bilm.interface import load_any_bilm
 from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import BiLM
 from ..bilm.options import ElmoOptions
+from ..bilm.precision import native_bf16
 from ..bilm.transformer_bilm import TransformerOptions
 from ..atomic import AtomicOutput, Interrupted, atomic_write_text, check_target, refuse_inputs
 from ..bilm.weights import load_bilm, save_bilm
@@ -44,9 +45,13 @@ LOG = "log.jsonl"
 SMALL_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256]]
 OPTIMIZERS = ("adagrad", "adam")
 BILMS = ("lstm", "transformer")
+PRECISIONS = ("fp32", "bf16")
 RESUMABLE = ("output", "max_steps", "max_minutes", "checkpoint_every", "checkpoint_minutes", "log_every", "heldout",
-             "eval_batch_size", "threads", "progress", "init_from")
-"""Settings a resumed run may change; any other difference from the run's stored settings is refused."""
+             "eval_batch_size", "threads", "progress", "init_from", "precision")
+"""Settings a resumed run may change; any other difference from the run's stored settings is refused.
+`precision` is one of them: a checkpoint holds the same fp32 weights and optimizer state in either
+precision (and no loss-scaler state), so a switch changes only the arithmetic of the steps after it,
+which the log records per line."""
 PATH_SETTINGS = ("train", "vocab", "heldout", "init_from")
 
 
@@ -95,6 +100,7 @@ class TrainConfig:
     threads: int = 0
     init_from: Optional[str] = None
     progress: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "unroll_steps", "n_negative_samples", "checkpoint_every", "log_every",
@@ -116,6 +122,8 @@ class TrainConfig:
             self.transformer_options() if self.bilm == "transformer" else self.elmo_options()
         except OptionsError as err:
             raise InputError(f"training setting: {err}") from None
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown training precision {self.precision!r}; expected one of {PRECISIONS}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
         if self.fmt not in FORMATS:
@@ -254,6 +262,20 @@ def _batches(config: TrainConfig, vocab: Vocab, paths: Sequence[Path], seed: int
     """The batches of the run's architecture: iterators of (model inputs, tokens, targets per direction)."""
     kind = TransformerBatches if config.bilm == "transformer" else LstmBatches
     return kind(config, vocab, paths, seed, training, batch_size)
+
+
+def forward_precision(config: TrainConfig, device: torch.device) -> torch.autocast:
+    """The context of a training forward pass: plain fp32, or bf16 mixed precision under torch.autocast.
+
+    bf16 keeps fp32 master weights: the parameters, their gradients and the optimizer state stay fp32
+    (autocast multiplies with bf16 copies it makes once per step), and bilm.precision and the softmax
+    keep all but the products fp32: biases and sums, the LSTM cell and hidden state and their
+    clipping, layer norms, the logits, their log-sum-exp and the loss. Backward runs outside it;
+    autograd differentiates each product in the dtype it ran in and hands fp32 gradients to clipping
+    and the optimizer. No GradScaler: loss scaling is for fp16, whose 5 exponent bits flush small
+    gradients to zero; bf16 has fp32's 8 exponent bits, so it loses mantissa bits, not range.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -579,6 +601,10 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     run_dir = out if staging is None else staging.path
+    if rank == 0 and config.precision == "bf16" and not native_bf16(device):
+        logger.warning("--precision bf16: this CPU has no bf16 instructions, so torch emulates bf16 products "
+                       "(many times slower than fp32); train in fp32 here, or in bf16 on a CPU with AVX512-BF16/AMX "
+                       "or a GPU")
     if staging is not None:
         if config.bilm == "transformer" and options.n_heads != ALLENNLP_HEADS:
             logger.warning("n_heads=%d: this run trains, resumes and evaluates, but `export` writes AllenNLP "
@@ -610,7 +636,8 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     with bar, _Interrupt() as interrupt:
         while True:
             inputs, step_tokens, _ = next(batches)
-            losses, state = ddp(*(x.to(device) for x in inputs), state)
+            with forward_precision(config, device):
+                losses, state = ddp(*(x.to(device) for x in inputs), state)
             loss = losses.mean()
             optimizer.zero_grad(set_to_none=True)
             (loss * config.unroll_steps).backward()
@@ -643,7 +670,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
                 record = {"step": step, "tokens": tokens, "minutes": round(elapsed / 60, 3), "loss": mean.mean().item(),
                           "ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
                           "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1),
-                          "grad_norm": float(grad_norm)}
+                          "grad_norm": float(grad_norm), "precision": config.precision}
                 if rank == 0:
                     _append_log(run_dir / LOG, record)
                 postfix = {"tok/s": f"{speed:.0f}", "loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
@@ -688,7 +715,8 @@ def _load_state(module: nn.Module, state: Dict[str, Any], source: Path) -> None:
 def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: TrainConfig,
              batch_size: int = 64) -> Dict[str, float]:
     """Held-out perplexity with the full softmax, no dropout: exp of the mean over predicted tokens of
-    0.5 * (forward + backward) loss. The LSTM reads bilm-tf's windows with its state carried (run_test;
+    0.5 * (forward + backward) loss, computed in fp32 whatever precision the run trained in, so that runs
+    in either precision are measured alike. The LSTM reads bilm-tf's windows with its state carried (run_test;
     the last partial batch is skipped); a transformer reads every sentence on its own.
     """
     was_training = model.training
