@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import torch
 
 from spacy_elmo.bilm.char_ids import CharBatch
 from spacy_elmo.errors import InputError
-from spacy_elmo.bilm.options import ElmoOptions
 from spacy_elmo.training.trainer import TrainConfig, export, load_checkpoint, model_from_checkpoint, train
 from spacy_elmo.training.vocab import Vocab
 from spacy_elmo.bilm.weights import load_bilm

@@ -106,12 +106,6 @@ def build_bilm(**config: Any) -> ContextualBiLM:
     return bilm_from_config(config, source="serialized spacy-elmo model").eval()
 
 
-def load_weights(attrs: Dict[str, Any]) -> ContextualBiLM:
-    """The biLM the config names: an AllenNLP archive, a catalogue name (LSTM or transformer), both files,
-    or (nothing) the bundled model."""
-    return resolve_bilm(attrs["name"], attrs["options_file"], attrs["weight_file"], attrs["archive"])
-
-
 @registry.architectures("spacy-elmo.ElmoModel.v2")
 def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, weight_file: Optional[str] = None,
               archive: Optional[str] = None, frozen: bool = True, max_length: int = 256, batch_size: int = 64,
@@ -162,7 +156,8 @@ def init(model: Model, X: Any = None, Y: Any = None) -> None:
     """Read the weight files unless the biLM is already there (deserialized or initialized before)."""
     shim = model.shims[0]
     if shim.module is None:
-        bilm = load_weights(model.attrs)
+        attrs = model.attrs
+        bilm = resolve_bilm(attrs["name"], attrs["options_file"], attrs["weight_file"], attrs["archive"])
         shim.set_module(bilm, bilm_config(bilm))
     options = shim.module.options
     model.set_dim("nO", options.output_dim)

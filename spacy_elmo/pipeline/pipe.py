@@ -9,6 +9,7 @@ backpropagates the sum once, and spaCy steps the optimizer once per batch. A fro
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from spacy.language import Language
@@ -19,6 +20,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats3d
 
+from ..errors import ElmoError, WeightsError
 from .hooks import EXTENSION, MODE_EXTENSION, attach_hooks, check_vector_mode, install_extensions, mix_layers
 from .listener import ElmoListener
 
@@ -182,10 +184,6 @@ class ElmoComponent(TrainablePipe):
 
     def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
         """TrainablePipe.from_disk, with a missing, truncated or damaged `model` file named in the error."""
-        from pathlib import Path
-
-        from ..errors import ElmoError, WeightsError
-
         model_file = Path(path) / "model"
         if "model" not in exclude and not model_file.is_file():
             raise WeightsError(f"{model_file}: missing; the saved pipeline is incomplete, save it again")
