@@ -210,16 +210,15 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
     model's device from the char ids to the output."""
     bilm = get_bilm(model)
     train = is_train and not model.attrs["frozen"]
-    cache: Optional[DocCache] = model.attrs["train_cache"] if is_train and not train else None
-    if cache is not None and not cache.max_bytes:
-        cache = None
+    cache: DocCache = model.attrs["train_cache"]
+    use_cache = is_train and not train and cache.max_bytes > 0
     options = bilm.options
     outputs: List[Floats3d] = []
     pieces, misses = [], {}
     strings = docs[0].vocab.strings if docs else None
     for d, doc in enumerate(docs):
         columns = doc.to_array([ORTH, IS_SPACE, SENT_START])
-        if cache is not None:
+        if use_cache:
             key = cache.key(columns)
             found = cache.get(key)
             if found is not None:
