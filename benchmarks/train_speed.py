@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(CORPORA), choices=list(CORPORA))
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--docs", type=int, default=400, help="training Docs (10 sentences each) per epoch")
+    parser.add_argument("--docs", type=int, default=400, help="training Docs per epoch (the first ones of the corpus)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)

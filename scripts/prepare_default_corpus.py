@@ -1,7 +1,7 @@
 """Tokenise the default English model's text once: Gutenberg books (headers/footers stripped, a few whole
 books held out), the unlabelled text of the UD EWT and WNUT-17 TRAIN splits, and EWT dev for evaluation only.
 
-Usage: python scripts/prepare_default_corpus.py DATA_DIR OUT_DIR [--n-process 2]
+Usage: python scripts/prepare_default_corpus.py DATA_DIR OUT_DIR [--n-process 2] [--in-domain-repeat 1]
 Writes OUT_DIR/train/shard-*.txt, OUT_DIR/heldout-books/, OUT_DIR/ewt-dev/ and OUT_DIR/stats.json.
 """
 from __future__ import annotations
@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--n-process", type=int, default=2)
     parser.add_argument("--n-shards", type=int, default=40)
+    parser.add_argument("--in-domain-repeat", type=int, default=1,
+                        help="copies of the EWT and WNUT-17 train sentences (web text, which the books lack)")
     args = parser.parse_args()
     start = time.time()
     out: Path = args.out_dir
@@ -65,7 +67,8 @@ def main() -> None:
     books_lines = tokenize_files(train_books, "raw", "en", gutenberg=True, n_process=args.n_process)
     ewt_lines = tokenize_files([sources / "ewt-train.txt"], "lines", "en")
     wnut_lines = tokenize_files([sources / "wnut17-train.txt"], "tokens")
-    train = [line for part in (books_lines, ewt_lines, wnut_lines) for lines in part.values() for line in lines]
+    in_domain = [line for part in (ewt_lines, wnut_lines) for lines in part.values() for line in lines]
+    train = [line for lines in books_lines.values() for line in lines] + in_domain * args.in_domain_repeat
     write_shards(train, out / "train", n_shards=args.n_shards, seed=0)
     heldout_lines = tokenize_files(heldout, "raw", "en", gutenberg=True, n_process=args.n_process)
     for path, lines in heldout_lines.items():
@@ -80,7 +83,9 @@ def main() -> None:
 
     stats = {"train_books": count(books_lines), "ewt_train": count(ewt_lines), "wnut17_train": count(wnut_lines),
              "heldout_books": count(heldout_lines), "ewt_dev": count(dev_lines), "seconds": round(time.time() - start, 1)}
-    stats["train_tokens"] = sum(v["tokens"] for k in ("train_books", "ewt_train", "wnut17_train") for v in stats[k].values())
+    stats["in_domain_repeat"] = args.in_domain_repeat
+    stats["train_tokens"] = sum(v["tokens"] * (1 if k == "train_books" else args.in_domain_repeat)
+                                for k in ("train_books", "ewt_train", "wnut17_train") for v in stats[k].values())
     stats["train_sentences"] = len(train)
     (out / "stats.json").write_text(json.dumps(stats, indent=1) + "\n", encoding="utf8")
     print(json.dumps({k: stats[k] for k in ("train_tokens", "train_sentences", "seconds")}))

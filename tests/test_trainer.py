@@ -109,6 +109,23 @@ def test_continue_training_from_an_export_on_new_text(tmp_path):
         train(replace(config, vocab=str(other_vocab), output=str(tmp_path / "bad")))
 
 
+def test_softmax_warmup_holds_the_pretrained_bilm_still(tmp_path):
+    root = make_corpus(tmp_path)
+    train(tiny_config(root, max_steps=5, heldout=[]))
+    out = export(root / "run", tmp_path / "export")
+    exported = load_bilm(out / "options.json", out / "weights.hdf5").state_dict()
+    runs = {}
+    for steps in (3, 4):
+        config = tiny_config(root, max_steps=steps, heldout=[], init_from=str(out), softmax_warmup_steps=3,
+                             output=str(tmp_path / f"warm{steps}"))
+        train(config)
+        runs[steps] = model_from_checkpoint(tmp_path / f"warm{steps}")[0]
+    held = runs[3].bilm.state_dict()
+    assert all(torch.equal(held[k], exported[k]) for k in exported)
+    moved = runs[4].bilm.state_dict()
+    assert any(not torch.equal(moved[k], exported[k]) for k in exported)
+
+
 def test_bad_training_input(tmp_path):
     root = make_corpus(tmp_path, n_sentences=4, n_shards=1)
     with pytest.raises(InputError, match="one batch needs"):

@@ -70,6 +70,9 @@ def pretrain_command(
     overwrite: bool = typer.Option(False, help="Replace the run already in --output (default: refuse)"),
     init_from: str = typer.Option(None, help="Start from a run directory, checkpoint or export (same vocabulary), "
                                                 "or a published model by name (see `models`)"),
+    softmax_warmup_steps: int = typer.Option(0, callback=at_least(0),
+                                             help="Train only the softmax for this many first steps (the biLM "
+                                                  "holds still): for --init-from without a softmax"),
     heldout: str = typer.Option("", help="Comma-separated held-out files/dirs to evaluate at the end"),
     fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
     lang: str = typer.Option("en"),
@@ -126,7 +129,8 @@ def pretrain_command(
         n_negative_samples=n_negative_samples, optimizer=optimizer, learning_rate=learning_rate,
         clip_norm=clip_norm, max_steps=max_steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, heldout=split_list(heldout),
-        eval_batch_size=eval_batch_size, seed=seed, threads=threads, init_from=init_from, precision=precision)
+        eval_batch_size=eval_batch_size, seed=seed, threads=threads, init_from=init_from,
+        softmax_warmup_steps=softmax_warmup_steps, precision=precision)
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run in --output and --overwrite replaces it: pass one")
     if resume:

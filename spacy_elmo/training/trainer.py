@@ -99,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     init_from: Optional[str] = None
+    softmax_warmup_steps: int = 0
     progress: bool = True
     precision: str = "fp32"
 
@@ -106,7 +107,7 @@ class TrainConfig:
         for name in ("batch_size", "unroll_steps", "n_negative_samples", "checkpoint_every", "log_every",
                      "eval_batch_size"):
             _check_int(name, getattr(self, name), 1)
-        for name in ("max_steps", "threads", "seed"):
+        for name in ("max_steps", "threads", "seed", "softmax_warmup_steps"):
             _check_int(name, getattr(self, name), 0)
         for name, value in (("learning_rate", self.learning_rate), ("clip_norm", self.clip_norm),
                             ("checkpoint_minutes", self.checkpoint_minutes)):
@@ -198,10 +199,21 @@ def encode_batch(directions: Sequence[List[List[str]]], max_chars: int) -> Tuple
     return torch.from_numpy(char_ids), torch.tensor(rows, dtype=torch.long)
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: SoftmaxLM) -> torch.optim.Optimizer:
+    """Two parameter groups, the biLM's first, so that `set_bilm_learning_rate` can hold the biLM still."""
+    bilm = list(model.bilm.parameters())
+    ids = {id(p) for p in bilm}
+    groups = [{"params": bilm}, {"params": [p for p in model.parameters() if id(p) not in ids]}]
     if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.learning_rate, initial_accumulator_value=1.0)
-    return torch.optim.Adam(params, lr=config.learning_rate)
+        return torch.optim.Adagrad(groups, lr=config.learning_rate, initial_accumulator_value=1.0)
+    return torch.optim.Adam(groups, lr=config.learning_rate)
+
+
+def set_bilm_learning_rate(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
+    """0 for the first `softmax_warmup_steps` steps: a softmax that starts from random weights (after
+    --init-from an export) first learns to read the pretrained biLM instead of pulling it towards noise.
+    The biLM's optimizer statistics still accumulate meanwhile, so its first real updates are not oversized."""
+    optimizer.param_groups[0]["lr"] = 0.0 if step < config.softmax_warmup_steps else config.learning_rate
 
 
 def _distributed() -> Tuple[int, int, torch.device]:
@@ -580,7 +592,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     options = model.bilm.options
     model.sampler = np.random.default_rng([config.seed, rank])
     model.to(device).train()
-    optimizer = make_optimizer(config, model.parameters())
+    optimizer = make_optimizer(config, model)
     shards = _rank_shards(expand_paths(config.train), rank, world)
     batches = _batches(config, vocab, shards, 1000 * config.seed + 2 * rank, True, config.batch_size)
     state: Optional[LstmState] = None
@@ -642,6 +654,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
             optimizer.zero_grad(set_to_none=True)
             (loss * config.unroll_steps).backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            set_bilm_learning_rate(optimizer, config, step)
             optimizer.step()
             if not torch.isfinite(loss):
                 raise InputError(f"the training loss became {loss.item()} at step {step + 1}; lower the learning rate")
