@@ -109,6 +109,21 @@ def test_continue_training_from_an_export_on_new_text(tmp_path):
         train(replace(config, vocab=str(other_vocab), output=str(tmp_path / "bad")))
 
 
+def test_a_continued_run_resumes_without_its_init_source(tmp_path, caplog):
+    root = make_corpus(tmp_path)
+    train(tiny_config(root, max_steps=3, heldout=[]))
+    out = export(root / "run", tmp_path / "export")
+    config = tiny_config(root, max_steps=2, heldout=[], init_from=str(out), output=str(tmp_path / "continued"))
+    train(config)
+    for path in out.iterdir():
+        path.unlink()
+    out.rmdir()
+    caplog.clear()
+    train(replace(config, max_steps=4), resume=True)
+    assert load_checkpoint(tmp_path / "continued")["step"] == 4
+    assert "softmax starts from random weights" not in caplog.text
+
+
 def test_softmax_warmup_holds_the_pretrained_bilm_still(tmp_path):
     root = make_corpus(tmp_path)
     train(tiny_config(root, max_steps=5, heldout=[]))

@@ -586,8 +586,11 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     out = Path(config.output)
     ckpt, vocab = _resume_state(config) if resume else (None, Vocab.from_file(config.vocab))
     torch.manual_seed(config.seed)
-    model = _initial_model(config, vocab)
-    if ckpt is not None:
+    if ckpt is None:
+        model = _initial_model(config, vocab)
+    else:
+        model = language_model(config.bilm, ckpt["options"], len(vocab), config.dropout, config.n_negative_samples,
+                               source=str(out / CHECKPOINT))
         _load_state(model, ckpt["model"], out)
     options = model.bilm.options
     model.sampler = np.random.default_rng([config.seed, rank])
