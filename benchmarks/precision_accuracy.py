@@ -63,14 +63,15 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0, help="first N EWT dev sentences (0: all)")
     parser.add_argument("--original-sentences", type=int, default=500, help="fewer for the original size")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", default=["bundled", *SIZES], choices=["bundled", *SIZES])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     everything = read_conllu(DATA, args.sentences or 10 ** 9)
     print(f"torch {torch.__version__}, {args.threads} thread(s), bf16 kernels native on this CPU: "
           f"{native_bf16(torch.device('cpu'))}; EWT dev: {len(everything)} sentences", flush=True)
-    rows = measure("bundled", load_bilm(*default_model_files()), everything)
-    for size in SIZES:
+    rows = measure("bundled", load_bilm(*default_model_files()), everything) if "bundled" in args.models else []
+    for size in (size for size in SIZES if size in args.models):
         n = args.original_sentences if size == "original" else len(everything)
         rows += measure(f"{size} (random weights)", random_bilm(size), everything[:n])
     print("| model | precision | sentences | tokens | top mean | top min | average mean | average min |")
