@@ -47,7 +47,8 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
     if system == "elmo":
         files_given = args.elmo_options != "null" or args.elmo_weights != "null"
         train += ["--paths.elmo_options", args.elmo_options, "--paths.elmo_weights", args.elmo_weights,
-                  "--components.elmo.model.name", "null" if files_given else args.elmo_model]
+                  "--components.elmo.model.name", "null" if files_given else args.elmo_model,
+                  "--components.elmo.model.train_cache_dtype", args.elmo_cache_dtype]
     partial = metrics.with_suffix(".json.partial")
     evaluate = [sys.executable, "-m", "spacy", "evaluate", str(output / "model-best"), paths["test"],
                 "--output", str(partial), "--gpu-id", str(args.gpu_id)]
@@ -81,6 +82,8 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--elmo-model", default="default", help="a catalogue name (ignored when files are given)")
     parser.add_argument("--elmo-options", default="null")
     parser.add_argument("--elmo-weights", default="null")
+    parser.add_argument("--elmo-cache-dtype", default="float32", choices=["float32", "float16"],
+                        help="how the frozen biLM's training cache stores its layers")
     parser.add_argument("--metrics", default="metrics")
     parser.add_argument("--training", default="training")
     args = parser.parse_args(argv)
