@@ -453,10 +453,7 @@ def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
             raise InputError(f"{source} was trained with a different vocabulary than {config.vocab}; "
                              "continuing needs the same vocabulary")
         _check_kind(ckpt["config"].get("bilm", "lstm"), config.bilm, source)
-        model = language_model(config.bilm, ckpt["options"], len(vocab), config.dropout, config.n_negative_samples,
-                               source=str(source))
-        _load_state(model, ckpt["model"], source)
-        return model
+        return _checkpoint_model(ckpt, config, len(vocab), source)
     if config.bilm == "transformer":
         bilm = load_any_bilm(source)
         _check_kind(bilm.options.kind, config.bilm, source)
@@ -474,6 +471,14 @@ def _initial_model(config: TrainConfig, vocab: Vocab) -> LanguageModel:
         _load_state(model.softmax, _torch_load(source / "softmax.pt"), source / "softmax.pt")
     else:
         logger.warning("%s has no softmax.pt: the softmax starts from random weights", source)
+    return model
+
+
+def _checkpoint_model(ckpt: Dict[str, Any], config: TrainConfig, n_classes: int, source: Path) -> SoftmaxLM:
+    """The training model of a checkpoint's weights, with this run's dropout and sampling."""
+    model = language_model(config.bilm, ckpt["options"], n_classes, config.dropout, config.n_negative_samples,
+                           source=str(source))
+    _load_state(model, ckpt["model"], source)
     return model
 
 
@@ -586,12 +591,7 @@ def _train(config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], r
     out = Path(config.output)
     ckpt, vocab = _resume_state(config) if resume else (None, Vocab.from_file(config.vocab))
     torch.manual_seed(config.seed)
-    if ckpt is None:
-        model = _initial_model(config, vocab)
-    else:
-        model = language_model(config.bilm, ckpt["options"], len(vocab), config.dropout, config.n_negative_samples,
-                               source=str(out / CHECKPOINT))
-        _load_state(model, ckpt["model"], out)
+    model = _initial_model(config, vocab) if ckpt is None else _checkpoint_model(ckpt, config, len(vocab), out)
     options = model.bilm.options
     model.sampler = np.random.default_rng([config.seed, rank])
     model.to(device).train()
