@@ -2,10 +2,12 @@
 
     python scripts/results_table.py metrics --readme README.md
 
-Writes metrics/summary.json (one entry per task and metric: both systems' config and run files,
-and the relative error reduction of the means), metrics/results.md (mean ± standard deviation
-per metric, training time and words/s per run) and metrics/results.png; with --readme, puts the
-tables into README.md between the markers <!-- results:start --> and <!-- results:end -->.
+Two comparisons: "vectors" (spaCy features + static vectors, then the same + ELMo: the headline) and
+"features" (spaCy features alone, then + ELMo). Writes metrics/summary.json (one entry per task, metric and
+comparison: both systems' config and run files, and the relative error reduction of the means),
+metrics/results.md (mean ± standard deviation per metric; per run the training time, words/s and where
+its dev score peaked) and metrics/results.png; with --readme, puts the tables into README.md between the
+markers <!-- results:start --> and <!-- results:end -->.
 """
 from __future__ import annotations
 
@@ -21,12 +23,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS = {"ewt": ["pos_acc", "tag_acc", "morph_acc", "dep_uas", "dep_las"],
-           "wnut17": ["ents_p", "ents_r", "ents_f"]}
-CONFIGS = {"ewt": "tagger_parser", "wnut17": "ner"}
+           "wnut17": ["ents_p", "ents_r", "ents_f"],
+           "sst5": ["cats_micro_f", "cats_macro_f"]}
+CONFIGS = {"ewt": "tagger_parser", "wnut17": "ner", "sst5": "textcat"}
 LABELS = {"pos_acc": "UPOS", "tag_acc": "XPOS (TAG)", "morph_acc": "morph", "dep_uas": "UAS", "dep_las": "LAS",
-          "ents_p": "entity P", "ents_r": "entity R", "ents_f": "entity F"}
-TEST_SETS = {"ewt": "UD English-EWT test", "wnut17": "WNUT-17 emerging.test.annotated"}
-SYSTEMS = ("baseline", "elmo")
+          "ents_p": "entity P", "ents_r": "entity R", "ents_f": "entity F",
+          "cats_micro_f": "accuracy", "cats_macro_f": "macro F"}
+TEST_SETS = {"ewt": "UD English-EWT test", "wnut17": "WNUT-17 emerging.test.annotated", "sst5": "SST-5 test"}
+COMPARISONS = {"vectors": {"baseline": "vectors", "elmo": "vectors_elmo",
+                           "title": "spaCy features + static vectors (floret, same text as the biLM)"},
+               "features": {"baseline": "baseline", "elmo": "elmo", "title": "spaCy features, no static vectors"}}
+SIDES = ("baseline", "elmo")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -46,7 +53,8 @@ def rer(baseline: float, elmo: float) -> Optional[float]:
 
 
 def speeds(train_log: Path) -> Dict[str, Optional[float]]:
-    """Words/s of epoch 1 and of epochs 2+, from the evaluation records (evaluation time included)."""
+    """Words/s of epoch 1 and of epochs 2+, from the evaluation records (evaluation time included), and
+    where the dev score peaked: its step and how much the last third of the run added to the best before it."""
     records = [json.loads(line) for line in train_log.read_text().splitlines() if line.strip()]
     first = [r for r in records if r["epoch"] == 0]
     later = [r for r in records if r["epoch"] > 0]
@@ -54,31 +62,39 @@ def speeds(train_log: Path) -> Dict[str, Optional[float]]:
     epoch2 = None
     if first and len(later) > 0 and later[-1]["seconds"] > first[-1]["seconds"]:
         epoch2 = (later[-1]["words"] - first[-1]["words"]) / (later[-1]["seconds"] - first[-1]["seconds"])
-    return {"epoch1": epoch1, "epoch2+": epoch2, "steps": records[-1]["step"] if records else None}
+    best = max(records, key=lambda r: r["score"]) if records else None
+    cut = 2 * records[-1]["step"] / 3 if records else 0
+    early = [r["score"] for r in records if r["step"] <= cut]
+    late = [r["score"] for r in records if r["step"] > cut]
+    gain = 100 * (max(late) - max(early)) if early and late else None
+    return {"epoch1": epoch1, "epoch2+": epoch2, "steps": records[-1]["step"] if records else None,
+            "best_step": best["step"] if best else None, "last_third_gain": gain}
 
 
 def summarise(metrics: Path, root: Path) -> List[dict]:
+    """One entry per (task, metric, comparison) whose two systems both have runs; "baseline" and "elmo"
+    name the comparison's two sides, "system" inside each the configs they ran."""
     summary = []
-    for task, keys in METRICS.items():
-        runs = {system: runs_of(metrics, task, system) for system in SYSTEMS}
-        if not all(runs.values()):
-            continue
-        scores = {system: [json.loads(path.read_text()) for path in runs[system]] for system in SYSTEMS}
-        for key in keys:
-            entry = {"task": task, "metric": key}
-            for system in SYSTEMS:
-                values = [s[key] for s in scores[system]]
-                entry[system] = {"config": f"configs/{system}_{CONFIGS[task]}.cfg",
-                                 "runs": [str(path.resolve().relative_to(root)) for path in runs[system]],
-                                 "mean": statistics.mean(values), "values": values}
-            entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
-            summary.append(entry)
+    for comparison, sides in COMPARISONS.items():
+        for task, keys in METRICS.items():
+            runs = {side: runs_of(metrics, task, sides[side]) for side in SIDES}
+            if not all(runs.values()):
+                continue
+            scores = {side: [json.loads(path.read_text()) for path in runs[side]] for side in SIDES}
+            for key in keys:
+                entry = {"task": task, "metric": key, "comparison": comparison}
+                for side in SIDES:
+                    values = [s[key] for s in scores[side]]
+                    entry[side] = {"system": sides[side], "config": f"configs/{sides[side]}_{CONFIGS[task]}.cfg",
+                                   "runs": [str(path.resolve().relative_to(root)) for path in runs[side]],
+                                   "mean": statistics.mean(values), "values": values}
+                entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
+                summary.append(entry)
     return summary
 
 
 def score_table(summary: List[dict]) -> str:
-    lines = ["| test set | metric | baseline (spaCy features) | + ELMo | relative error reduction |",
-             "|---|---|---|---|---|"]
+    lines = ["| test set | metric | baseline | + ELMo | relative error reduction |", "|---|---|---|---|---|"]
     for entry in summary:
         base, elmo = entry["baseline"], entry["elmo"]
         change = "n/a" if entry["rer"] is None else f"{entry['rer']:+.1f} %"
@@ -88,31 +104,37 @@ def score_table(summary: List[dict]) -> str:
 
 
 def speed_table(metrics: Path) -> str:
-    lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ "
+             "| best dev at step | dev gain in the last third (points) |", "|---|---|---|---|---|---|---|---|---|"]
+    systems = [sides[side] for sides in COMPARISONS.values() for side in SIDES]
     for task in METRICS:
-        for system in SYSTEMS:
+        for system in systems:
             for path in runs_of(metrics, task, system):
                 run = json.loads(path.with_name(path.stem + ".run.json").read_text())
                 speed = speeds(path.with_name(path.stem + ".train.jsonl"))
                 cells = [f"{speed[k]:,.0f}" if speed[k] else "n/a" for k in ("epoch1", "epoch2+")]
+                gain = "n/a" if speed["last_third_gain"] is None else f"{speed['last_third_gain']:+.2f}"
                 lines.append(f"| {TEST_SETS[task]} | {system} | {run['seed']} | {run['train_seconds']:,.0f} | "
-                             f"{speed['steps']} | {cells[0]} | {cells[1]} |")
+                             f"{speed['steps']} | {cells[0]} | {cells[1]} | {speed['best_step']} | {gain} |")
     return "\n".join(lines)
 
 
 def chart(summary: List[dict], path: Path) -> None:
-    labels = [f"{entry['task']}\n{LABELS[entry['metric']]}" for entry in summary]
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(summary)), 4))
-    width = 0.38
-    for offset, system in ((-width / 2, "baseline"), (width / 2, "elmo")):
-        means = [100 * statistics.mean(e[system]["values"]) for e in summary]
-        stds = [100 * (statistics.stdev(e[system]["values"]) if len(e[system]["values"]) > 1 else 0) for e in summary]
-        ax.bar([i + offset for i in range(len(summary))], means, width, yerr=stds, capsize=3,
-               label="baseline (spaCy features)" if system == "baseline" else "+ ELMo")
-    ax.set_xticks(range(len(summary)), labels, fontsize=8)
-    ax.set_ylabel("test score (%), mean ± std over seeds")
-    ax.legend()
+    """One panel per comparison: both sides' mean ± std per (task, metric)."""
+    panels = [c for c in COMPARISONS if any(e["comparison"] == c for e in summary)]
+    width = max(6, 1.1 * max(sum(e["comparison"] == c for e in summary) for c in panels))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width, 4 * len(panels)), squeeze=False)
+    for ax, comparison in zip(axes[:, 0], panels):
+        entries = [e for e in summary if e["comparison"] == comparison]
+        for offset, side in ((-0.19, "baseline"), (0.19, "elmo")):
+            means = [100 * statistics.mean(e[side]["values"]) for e in entries]
+            stds = [100 * (statistics.stdev(e[side]["values"]) if len(e[side]["values"]) > 1 else 0) for e in entries]
+            ax.bar([i + offset for i in range(len(entries))], means, 0.38, yerr=stds, capsize=3,
+                   label="baseline" if side == "baseline" else "+ ELMo")
+        ax.set_xticks(range(len(entries)), [f"{e['task']}\n{LABELS[e['metric']]}" for e in entries], fontsize=8)
+        ax.set_ylabel("test score (%), mean ± std")
+        ax.set_title(COMPARISONS[comparison]["title"], fontsize=10)
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -128,7 +150,9 @@ def main() -> None:
     if not summary:
         raise SystemExit(f"no task in {args.metrics} has metrics files for both systems yet")
     (args.metrics / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = f"{score_table(summary)}\n\n{speed_table(args.metrics)}\n"
+    tables = [f"**{COMPARISONS[c]['title']}**\n\n{score_table([e for e in summary if e['comparison'] == c])}"
+              for c in COMPARISONS if any(e["comparison"] == c for e in summary)]
+    text = "\n\n".join([*tables, speed_table(args.metrics)]) + "\n"
     (args.metrics / "results.md").write_text(text)
     chart(summary, args.metrics / "results.png")
     print(text)

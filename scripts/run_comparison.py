@@ -1,6 +1,9 @@
-"""Train and evaluate every (task, system, seed) of the ELMo-vs-baseline comparison; resumable.
+"""Train and evaluate every (task, system, seed) of the ELMo-vs-baseline comparisons; resumable.
 
     python scripts/run_comparison.py --seeds 0 1 2 --jobs 2
+
+Systems: `vectors` (spaCy features + static floret vectors) and `vectors_elmo` (the same plus ELMo) are the
+headline pair; `baseline` and `elmo` the same pair without static vectors.
 
 A run whose metrics file exists is skipped, so the same command picks up where a stopped one
 ended. Per run it writes, under --metrics/TASK/:
@@ -26,8 +29,10 @@ TASKS: Dict[str, Dict[str, str]] = {
             "dev": "corpus/ewt/en_ewt-ud-dev.spacy", "test": "corpus/ewt/en_ewt-ud-test.spacy"},
     "wnut17": {"configs": "ner", "train": "corpus/wnut17/train.spacy", "dev": "corpus/wnut17/dev.spacy",
                "test": "corpus/wnut17/test.spacy"},
+    "sst5": {"configs": "textcat", "train": "corpus/sst5/train.spacy", "dev": "corpus/sst5/dev.spacy",
+             "test": "corpus/sst5/test.spacy"},
 }
-SYSTEMS = ("elmo", "baseline")
+SYSTEMS = ("elmo", "baseline", "vectors", "vectors_elmo")
 
 
 def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
@@ -44,7 +49,9 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
              "--paths.train_log", str(metrics_dir / f"{name}.train.jsonl"), "--system.seed", str(seed),
              "--training.max_steps", str(args.max_steps), "--training.patience", str(args.patience),
              "--training.eval_frequency", str(args.eval_frequency)]
-    if system == "elmo":
+    if system.startswith("vectors"):
+        train += ["--paths.vectors", args.vectors]
+    if system.endswith("elmo"):
         files_given = args.elmo_options != "null" or args.elmo_weights != "null"
         train += ["--paths.elmo_options", args.elmo_options, "--paths.elmo_weights", args.elmo_weights,
                   "--components.elmo.model.name", "null" if files_given else args.elmo_model,
@@ -71,7 +78,7 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", default=["vectors", "vectors_elmo"], choices=list(SYSTEMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--patience", type=int, default=1600)
@@ -84,6 +91,7 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--elmo-weights", default="null")
     parser.add_argument("--elmo-cache-dtype", default="float32", choices=["float32", "float16"],
                         help="how the frozen biLM's training cache stores its layers")
+    parser.add_argument("--vectors", default="corpus/vectors/en_floret", help="static vectors of the vectors systems")
     parser.add_argument("--metrics", default="metrics")
     parser.add_argument("--training", default="training")
     args = parser.parse_args(argv)

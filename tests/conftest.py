@@ -20,3 +20,14 @@ def data_dir() -> Path:
     path = SHARED / "data"
     assert path.is_dir(), f"shared data not found at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def convert_sst():
+    """scripts/convert_sst.py as a module (the project's SST-5 reader)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_sst", ROOT / "scripts" / "convert_sst.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

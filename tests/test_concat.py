@@ -131,10 +131,14 @@ def test_fill_config_accepts_every_shipped_config_unchanged(config, tmp_path):
     assert Config().from_disk(filled, interpolate=False) == Config().from_disk(ROOT / "configs" / config, interpolate=False)
 
 
-@pytest.mark.parametrize("task", ["ner", "tagger_parser"])
-def test_elmo_config_differs_from_its_baseline_only_by_elmo(task):
-    elmo = Config().from_disk(ROOT / "configs" / f"elmo_{task}.cfg", interpolate=False)
-    baseline = Config().from_disk(ROOT / "configs" / f"baseline_{task}.cfg", interpolate=False)
+def read_config(name: str) -> Config:
+    return Config().from_disk(ROOT / "configs" / f"{name}.cfg", interpolate=False)
+
+
+@pytest.mark.parametrize("task", ["ner", "tagger_parser", "textcat"])
+@pytest.mark.parametrize("baseline_name,elmo_name", [("baseline", "elmo"), ("vectors", "vectors_elmo")])
+def test_elmo_config_differs_from_its_baseline_only_by_elmo(task, baseline_name, elmo_name):
+    elmo, baseline = read_config(f"{elmo_name}_{task}"), read_config(f"{baseline_name}_{task}")
     assert elmo["nlp"]["pipeline"] == ["elmo"] + baseline["nlp"]["pipeline"]
     for name in baseline["nlp"]["pipeline"]:
         ours, theirs = elmo["components"][name]["model"], baseline["components"][name]["model"]
@@ -143,19 +147,39 @@ def test_elmo_config_differs_from_its_baseline_only_by_elmo(task):
         assert {k: v for k, v in ours.items() if k != "tok2vec"} == {k: v for k, v in theirs.items() if k != "tok2vec"}
     for section in ("training", "corpora", "initialize"):
         assert elmo[section] == baseline[section]
+    assert {k: v for k, v in elmo["paths"].items() if not k.startswith("elmo_")} == baseline["paths"]
+
+
+@pytest.mark.parametrize("task", ["ner", "tagger_parser", "textcat"])
+@pytest.mark.parametrize("plain,with_vectors", [("baseline", "vectors"), ("elmo", "vectors_elmo")])
+def test_vectors_config_differs_only_by_its_static_vectors(task, plain, with_vectors):
+    """The headline pair is today's pair with static vectors switched on in every embedding, nothing else."""
+    ours, theirs = read_config(f"{with_vectors}_{task}"), read_config(f"{plain}_{task}")
+    assert ours["paths"]["vectors"] == "corpus/vectors/en_floret" and theirs["paths"]["vectors"] is None
+    embeds = 0
+    for name in theirs["nlp"]["pipeline"]:
+        if name == "elmo":
+            continue
+        embed = theirs["components"][name]["model"]["tok2vec"]["embed"]
+        assert embed["include_static_vectors"] is False
+        theirs["components"][name]["model"]["tok2vec"]["embed"] = {**embed, "include_static_vectors": True}
+        embeds += 1
+    theirs["paths"]["vectors"] = ours["paths"]["vectors"]
+    assert embeds >= 1 and ours == theirs
 
 
 def test_results_table_from_metrics_files(tmp_path):
     """summary.json holds the runs and the relative error reduction of the means."""
     metrics = tmp_path / "metrics" / "wnut17"
     metrics.mkdir(parents=True)
-    for system, values in (("baseline", [0.40, 0.44]), ("elmo", [0.52, 0.56])):
+    systems = (("baseline", [0.40, 0.44]), ("elmo", [0.52, 0.56]), ("vectors", [0.50, 0.50]), ("vectors_elmo", [0.60, 0.60]))
+    for system, values in systems:
         for seed, f in enumerate(values):
             stem = metrics / f"{system}_seed{seed}"
             stem.with_suffix(".json").write_text(json.dumps({"ents_p": f, "ents_r": f, "ents_f": f}))
             stem.with_suffix(".run.json").write_text(json.dumps({"seed": seed, "train_seconds": 100.0}))
-            records = [{"epoch": 0, "step": 200, "words": 1000, "seconds": 10},
-                       {"epoch": 1, "step": 400, "words": 3000, "seconds": 15}]
+            records = [{"epoch": 0, "step": 200, "words": 1000, "seconds": 10, "score": 0.3},
+                       {"epoch": 1, "step": 400, "words": 3000, "seconds": 15, "score": 0.2}]
             Path(f"{stem}.train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- results:start -->\nold\n<!-- results:end -->\nafter\n")
@@ -163,12 +187,18 @@ def test_results_table_from_metrics_files(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
-    f1 = next(e for e in summary if e["metric"] == "ents_f")
+    assert [(e["comparison"], e["metric"]) for e in summary] == [
+        (c, m) for c in ("vectors", "features") for m in ("ents_p", "ents_r", "ents_f")]
+    f1 = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "features")
     assert f1["elmo"]["runs"] == ["metrics/wnut17/elmo_seed0.json", "metrics/wnut17/elmo_seed1.json"]
     assert f1["elmo"]["config"] == "configs/elmo_ner.cfg"
     assert f1["rer"] == pytest.approx(100 * (0.58 - 0.46) / 0.58)
+    headline = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "vectors")
+    assert headline["baseline"]["config"] == "configs/vectors_ner.cfg" and headline["rer"] == pytest.approx(20.0)
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
-    assert "| WNUT-17 emerging.test.annotated | entity F | 42.00 ± 2.83 (n=2) | 54.00 ± 2.83 (n=2) | +20.7 % |" in text
-    assert "| 100 | 400 | 100 | 400 |" in text
+    features_row = "| WNUT-17 emerging.test.annotated | entity F | 42.00 ± 2.83 (n=2) | 54.00 ± 2.83 (n=2) | +20.7 % |"
+    headline_row = "| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % |"
+    assert text.index(headline_row) < text.index(features_row)
+    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in text
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000

@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 import torch
@@ -10,6 +11,7 @@ from spacy.cli.package import package
 from spacy.cli.train import train
 from spacy.scorer import Scorer
 from spacy.tokens import DocBin
+from spacy.vectors import Vectors
 from spacy.training import Example
 from spacy.training.converters import conll_ner_to_docs, conllu_to_docs
 
@@ -121,3 +123,49 @@ def test_project_yml_is_valid_and_points_at_real_files():
             for word in line.split():
                 if word.startswith(("configs/", "scripts/")):
                     assert (ROOT / word).is_file(), f"{command['name']}: {word} does not exist"
+
+
+@pytest.fixture(scope="module")
+def sst_and_vectors(data_dir, convert_sst, tmp_path_factory):
+    """40 SST training trees and 20 dev ones as `scripts/convert_sst.py` writes them, and a tiny floret table."""
+    out = tmp_path_factory.mktemp("sst")
+    vocab = spacy.blank("en").vocab
+    paths = {}
+    for split, lines in (("train", slice(0, 40)), ("dev", slice(40, 60))):
+        trees = convert_sst.read_trees(data_dir / "sst" / "train.txt")[lines]
+        paths["sst", split] = write_docbin(convert_sst.trees_to_docs(trees, vocab), out / f"sst-{split}.spacy")
+    nlp = spacy.blank("en")
+    table = numpy.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    nlp.vocab.vectors = Vectors(data=table, mode="floret", minn=4, maxn=5, hash_count=2)
+    nlp.to_disk(out / "vectors")
+    return paths, out / "vectors"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system", ["baseline", "elmo", "vectors", "vectors_elmo"])
+@pytest.mark.parametrize("task,corpus", [("ner", "wnut"), ("tagger_parser", "ewt"), ("textcat", "sst")])
+def test_every_comparison_config_trains_and_reads_its_features(system, task, corpus, corpora, sst_and_vectors,
+                                                                fixture_dir, tmp_path):
+    """A few steps of each config; a vectors config must read the static table (zeroing it changes the
+    output), a config without vectors must not need one."""
+    sst, vectors = sst_and_vectors
+    paths = {**corpora, **sst}
+    overrides = {"paths.train": str(paths[corpus, "train"]), "paths.dev": str(paths[corpus, "dev"]),
+                 "training.max_steps": 4, "training.eval_frequency": 4, "training.batcher.size.start": 200}
+    if system.startswith("vectors"):
+        overrides["paths.vectors"] = str(vectors)
+    if system.endswith("elmo"):
+        overrides.update({"paths.elmo_options": str(fixture_dir / "options.json"),
+                          "paths.elmo_weights": str(fixture_dir / "lm_weights.hdf5")})
+    train(CONFIGS / f"{system}_{task}.cfg", tmp_path / "out", overrides=overrides)
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    tok2vec = nlp.get_pipe(nlp.pipe_names[-1]).model.get_ref("tok2vec")
+    text = "The movie was a charming , funny surprise ."
+    before = tok2vec.predict([nlp(text)])[0]
+    if not system.startswith("vectors"):
+        assert nlp.vocab.vectors.shape[0] == 0
+        return
+    assert nlp.vocab.vectors.mode == "floret" and nlp.vocab.vectors.shape == (64, 8)
+    nlp.vocab.vectors.data[:] = 0
+    after = tok2vec.predict([nlp(text)])[0]
+    assert before.shape == after.shape and not numpy.allclose(before, after)
