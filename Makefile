@@ -12,7 +12,8 @@ TORCHRUN = OMP_NUM_THREADS=1 $(PYTHON) -m torch.distributed.run --standalone --n
 TRAINING = --batch-size 64 --unroll-steps 20 --n-negative-samples 4096 --optimizer adam --learning-rate 0.002 \
 	--checkpoint-minutes 5 --log-every 20 --threads 1
 
-.PHONY: default-model default-corpus default-train default-export continued-corpus continued-train eval continued-export
+.PHONY: default-model default-corpus default-train default-export continued-corpus continued-train eval continued-export \
+	stage3-corpus stage3-train
 
 default-model: default-corpus default-train default-export continued-corpus continued-train eval continued-export
 
@@ -51,3 +52,16 @@ continued-export:
 	$(PYTHON) -m spacy_elmo export $(CONTINUED)/model $(CONTINUED)/export
 	cp $(CONTINUED)/export/options.json $(CONTINUED)/export/weights.hdf5 $(CONTINUED)/export/vocab.txt \
 		$(CONTINUED)/model/loss.png $(MODEL_DIR)/
+
+# Stage 3 (one GPU, about 10 minutes): tweets and SST train text added; see benchmarks/bundled_v3/README.md.
+STAGE3 ?= runs/v3
+stage3-corpus:
+	$(PYTHON) scripts/prepare_default_corpus.py $(DATA) $(STAGE3) --n-process 2 --n-shards 40 --in-domain-repeat 4 \
+		--sst --tweets-repeat 4 --heldout-tweets 2000
+
+stage3-train:
+	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu1/out --run $(STAGE3)-gpu1/model \
+		--minutes 5.5 --warmup-steps 600 --batch-size 256
+	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu2/out --run $(STAGE3)-gpu2/model \
+		--init-from $(STAGE3)-gpu1/export --minutes 3.5 --warmup-steps 0 --batch-size 256
+	cp $(STAGE3)-gpu2/export/options.json $(STAGE3)-gpu2/export/weights.hdf5 $(MODEL_DIR)/
