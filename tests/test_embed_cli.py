@@ -122,7 +122,7 @@ def test_bad_input_is_a_clear_error(setup, message, fixture_dir, model_args, tmp
         model_args = model_args[:2]
     elif setup == "bad weights":
         model_args = model_args[:3] + [str(fixture_dir / "sentences.json")]
-    result = embed(source, output, *model_args, *extra)
+    result = embed(source, output, *model_args, *extra, "--overwrite")
     assert result.exit_code == (2 if setup == "layers" else 1)  # 2: click's code for a bad flag value
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
     assert re.search(message, result.output), result.output

@@ -199,7 +199,7 @@ def test_replaced_output_keeps_its_mode(text, model, tmp_path):
     out = tmp_path / "out.hdf5"
     out.write_bytes(b"old")
     out.chmod(0o604)
-    assert cli("embed", text, out, *model).exit_code == 0
+    assert cli("embed", text, out, *model, "--overwrite").exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o604 and out.read_bytes() != b"old"
 
 
@@ -274,7 +274,8 @@ def test_disk_full_while_writing_leaves_no_partial_file(text, model, tmp_path, m
 
     (tmp_path / "out.hdf5").write_bytes(b"earlier results")
     monkeypatch.setattr(embed_file, "select_layers", full)
-    fails(cli("embed", text, tmp_path / "out.hdf5", *model), r"out\.hdf5: No space left on device: the disk is full")
+    fails(cli("embed", text, tmp_path / "out.hdf5", *model, "--overwrite"),
+          r"out\.hdf5: No space left on device: the disk is full")
     assert (tmp_path / "out.hdf5").read_bytes() == b"earlier results" and temp_files(tmp_path) == []
 
 
@@ -379,7 +380,8 @@ def test_export_of_a_corrupt_checkpoint(corpus, tmp_path):
 
 
 def test_export_of_a_directory_without_a_run(tmp_path):
-    fails(cli("export", tmp_path, tmp_path / "export"), r"no training checkpoint at .*checkpoint\.pt")
+    (tmp_path / "empty").mkdir()
+    fails(cli("export", tmp_path / "empty", tmp_path / "export"), r"no training checkpoint at .*checkpoint\.pt")
     assert not (tmp_path / "export").exists()
 
 

@@ -71,7 +71,7 @@ def wait_for_temp(directory: Path, min_bytes: int = 4096, timeout: float = 120) 
 
 def test_disk_full_during_embed(big_text, model, tmp_path):
     (tmp_path / "out.hdf5").write_bytes(b"earlier results")
-    result = run("embed", big_text, tmp_path / "out.hdf5", *model, limit_bytes=200_000)
+    result = run("embed", big_text, tmp_path / "out.hdf5", *model, "--overwrite", limit_bytes=200_000)
     assert result.returncode == 1, result.stderr[-2000:]
     one_error(result.stderr, r"out\.hdf5: File too large: the disk is full \(or a file size limit was hit\)")
     assert (tmp_path / "out.hdf5").read_bytes() == b"earlier results" and temp_files(tmp_path) == []

@@ -53,21 +53,23 @@ def select_layers(layers: np.ndarray, which: str) -> np.ndarray:
     raise InputError(f"layers must be one of {LAYER_CHOICES}, found {which!r}")
 
 
-def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]]) -> None:
-    """Refuse, before the model is loaded, an output that is a directory or one of the inputs."""
+def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]],
+                 overwrite: bool = True) -> None:
+    """Refuse, before the model is loaded, an output that is a directory, lies in an input, or exists
+    without `overwrite`."""
     output = Path(output)
     if output.is_dir():
         raise OutputError(f"output file {output} is a directory; give a file name, e.g. {output / 'elmo.hdf5'}")
-    check_target(output, inputs=[p for p in inputs if p is not None], flag="output file")
+    check_target(output, overwrite=overwrite, inputs=[p for p in inputs if p is not None], flag="output file")
 
 
 def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
-               progress: bool = True) -> int:
+               progress: bool = True, overwrite: bool = True) -> int:
     """Embed every line of `source` (tokens split on whitespace) into `output`; returns the line count.
 
     A blank line is an empty sentence: it gets a dataset with 0 tokens, so dataset i is always line
     i + 1. The file is written next to `output` under a temporary name and renamed when complete, so a
-    failure never leaves a partial file or destroys an existing one.
+    failure never leaves a partial file or destroys an existing one; `overwrite=False` refuses one.
     """
     import h5py
     from tqdm import tqdm
@@ -75,7 +77,7 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
     if layers not in LAYER_CHOICES:
         raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
     lines = read_lines(source)
-    check_output(output, [source])
+    check_output(output, [source], overwrite)
     with AtomicOutput(output, flag="output file") as staging, open(staging.path, "w+b") as handle:
         # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
         with h5py.File(handle, "w") as f:

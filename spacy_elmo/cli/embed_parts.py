@@ -123,7 +123,7 @@ def barrier() -> None:
 
 
 def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
-                      part_lines: int = PART_LINES, progress: bool = True) -> Tuple[int, int]:
+                      part_lines: int = PART_LINES, progress: bool = True, overwrite: bool = True) -> Tuple[int, int]:
     """This rank's share of `embed_file`, then (rank 0) the merge; returns (lines, parts this rank wrote)."""
     from tqdm import tqdm
 
@@ -136,7 +136,7 @@ def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Unio
     lines = read_lines(source)
     output = Path(output)
     if rank == 0:
-        check_output(output, [source])
+        check_output(output, [source], overwrite)
     key = fingerprint(embedder, lines, layers)
     directory = parts_dir(output)
     try:

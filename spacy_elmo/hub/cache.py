@@ -14,7 +14,8 @@ from typing import Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DownloadError
-from .catalogue import PublishedModel
+from .catalogue import MODELS, PublishedModel
+from .default_model import DEFAULT_MODEL_DIR
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
@@ -39,6 +40,13 @@ def cache_root(override: Optional[PathLike] = None) -> Path:
 
 def model_dir(name: str, root: Optional[PathLike] = None) -> Path:
     return cache_root(root) / name
+
+
+def protected_paths() -> Tuple[Path, ...]:
+    """What no command may write into, whatever it reads: every catalogue model's cache folder and the
+    bundled model (a pipeline or a later command loads them by name, not by path)."""
+    root = cache_root()
+    return (*(root / name for name in MODELS), DEFAULT_MODEL_DIR)
 
 
 def model_files(directory: Path) -> Tuple[Path, Path]:
