@@ -204,7 +204,7 @@ def no_tensor_may_be_read(monkeypatch):
 
 @pytest.mark.parametrize("key,value,pattern", [
     ("hidden_dim", 2**31, r"biLM of [\d,]+ parameters \(\d+\.\d GiB of float32\), more than this machine's .* GiB of "
-                          r"available memory; check input_dim \(16\), hidden_dim \(2147483648\)"),
+                          r"memory available now; check input_dim \(16\), hidden_dim \(2147483648\)"),
     ("num_layers", 10**6, r"option n_layers is 1,000,000, more than 64"),
 ])
 def test_archive_config_sizes_are_checked_before_any_tensor(key, value, pattern, text, unpacked_archive, tmp_path,
@@ -221,7 +221,7 @@ def test_archive_config_sizes_are_checked_before_any_tensor(key, value, pattern,
 
 @pytest.mark.parametrize("lstm,pattern", [
     ({"n_layers": 10**6}, r"option n_layers is 1,000,000, more than 64"),
-    ({"dim": 2**31, "projection_dim": 2**20}, r"more than this machine's .* GiB of available memory"),
+    ({"dim": 2**31, "projection_dim": 2**20}, r"more than this machine's .* GiB of memory available now"),
 ])
 def test_lstm_options_sizes_are_checked_before_any_tensor(lstm, pattern, text, fixture_dir, tmp_path, monkeypatch):
     options = options_with(fixture_dir, tmp_path, **lstm)

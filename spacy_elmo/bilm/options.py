@@ -66,7 +66,7 @@ def check_fits_in_memory(n_parameters: int, sizes: str) -> None:
     needed, available = 4 * n_parameters, available_memory()
     if available is not None and needed > available:
         raise OptionsError(f"these options describe a biLM of {n_parameters:,} parameters ({needed / 2**30:.1f} GiB "
-                           f"of float32), more than this machine's {available / 2**30:.1f} GiB of available memory; "
+                           f"of float32), more than this machine's {available / 2**30:.1f} GiB of memory available now; "
                            f"check {sizes}")
 
 
