@@ -7,6 +7,7 @@ check. A model without a matching manifest is not cached, whatever else lies in 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -96,7 +97,51 @@ def is_cached(paths: Tuple[Path, ...]) -> bool:
 
 
 def write_manifest(directory: Path, name: str, files: Dict[str, Dict]) -> None:
-    """Written to a temporary name and renamed, so a crash never leaves a manifest half-written."""
-    tmp = directory / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps({"name": name, "files": files}, indent=2) + "\n", encoding="utf8")
-    os.replace(tmp, directory / MANIFEST_NAME)
+    """Written to a temporary name of this process and renamed, so a crash never leaves a manifest
+    half-written and two processes never write the same temporary file."""
+    tmp = directory / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps({"name": name, "files": files}, indent=2) + "\n", encoding="utf8")
+        os.replace(tmp, directory / MANIFEST_NAME)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_record(path: Path, url: str, sha256: str) -> Dict:
+    """A manifest entry: where the file came from, its sha256, and the (size, mtime) at which it matched."""
+    info = path.stat()
+    return {"url": url, "size": info.st_size, "sha256": sha256, "mtime_ns": info.st_mtime_ns}
+
+
+def verify_cached(name: str, paths: Tuple[Path, ...]) -> None:
+    """Each cached file against the sha256 its manifest recorded. A file whose size and mtime are the
+    ones recorded when it last matched costs a stat; any other is hashed, and a match is recorded (when
+    the cache is writable) so that the next load costs a stat again."""
+    directory = paths[0].parent
+    manifest = read_manifest(directory)
+    files = manifest["files"]
+    changed = False
+    for path in paths:
+        entry = files[path.name]
+        info = path.stat()
+        if (info.st_size, info.st_mtime_ns) == (entry.get("size"), entry.get("mtime_ns")):
+            continue
+        if file_sha256(path) != entry.get("sha256"):
+            raise DownloadError(f"{path} no longer matches the sha256 recorded in {directory / MANIFEST_NAME} when "
+                                f"it was cached (it was changed or damaged on disk); delete it and run `python -m "
+                                f"spacy_elmo download {name}` to fetch it again")
+        entry["mtime_ns"] = info.st_mtime_ns
+        changed = True
+    if changed:
+        try:
+            write_manifest(directory, name, files)
+        except OSError:  # a read-only cache: verified all the same, only not remembered
+            pass
