@@ -1,4 +1,5 @@
 """The `elmo` component as a user meets it: add_pipe, annotations, vector hooks, batching, serialization, bad input."""
+import os
 import pickle
 import shutil
 import subprocess
@@ -179,6 +180,23 @@ def test_n_process_and_restore_hooks(nlp):
         assert "vector" in doc.user_token_hooks, "the hooks come back without restore_hooks"
         np.testing.assert_allclose(doc[0].vector, ref[0].vector, atol=1e-5)
         assert doc.similarity(ref) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_n_process_prints_no_warning_about_hooks(fixture_dir):
+    """spaCy's workers serialize each Doc and warn (W109) about hooks they cannot save; the ELMo hooks are
+    taken off first and come back in the parent, so nothing is printed."""
+    script = f"""
+import spacy
+nlp = spacy.blank("en")
+nlp.add_pipe("elmo", config={elmo_config(fixture_dir)!r})
+docs = list(nlp.pipe(["a cat sat", "on the mat", "it was warm", "and then"], n_process=2, batch_size=1))
+assert all(doc.has_vector and "vector" in doc.user_token_hooks for doc in docs)
+print(docs[0].vector.shape)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(32,)" and "W109" not in result.stderr and result.stderr == "", result.stderr
 
 
 def test_docbin_and_doc_pickle(nlp):
