@@ -72,7 +72,6 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
     failure never leaves a partial file or destroys an existing one; `overwrite=False` refuses one.
     """
     import h5py
-    from tqdm import tqdm
 
     if layers not in LAYER_CHOICES:
         raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
@@ -81,18 +80,31 @@ def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, 
     with AtomicOutput(output, flag="output file") as staging, open(staging.path, "w+b") as handle:
         # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
         with h5py.File(handle, "w") as f:
-            with tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress) as bar:
+            with token_bar(lines, progress) as bar:
                 write_vectors(f, embedder, lines, layers, bar.update)
             write_sentence_index(f, lines)
     return len(lines)
 
 
+def token_bar(lines: Sequence[str], enabled: bool = True) -> Any:
+    """A progress bar over the tokens of `lines`, with the rate averaged since the start. It moves once a
+    chunk is written (write_vectors), so it shows no rate before one is known and none made up from the
+    burst of lines a chunk yields at once (which once showed 16.69s/sentence for a 17-second job)."""
+    from tqdm import tqdm
+
+    return tqdm(total=sum(len(line.split()) for line in lines), unit="token", unit_scale=True, smoothing=0,
+                file=sys.stderr, disable=not enabled)
+
+
 def write_vectors(f: Any, embedder: Embedder, lines: Sequence[str], layers: str,
                   done: Callable[[int], Any] = lambda n: None, first: int = 0) -> None:
-    """Dataset str(first + i) for each line i into the open HDF5 file `f`; `done(1)` after each."""
-    for i, array in enumerate(embedder.embed_sentences(line.split() for line in lines)):
-        f.create_dataset(str(first + i), data=select_layers(array, layers))
-        done(1)
+    """Dataset str(first + i) for each line i into the open HDF5 file `f`, one Embedder chunk at a time
+    (the same batches as the whole stream); `done(tokens)` after each chunk."""
+    for start in range(0, len(lines), embedder.chunk_size):
+        chunk = [line.split() for line in lines[start : start + embedder.chunk_size]]
+        for i, array in enumerate(embedder.embed_sentences(chunk), first + start):
+            f.create_dataset(str(i), data=select_layers(array, layers))
+        done(sum(len(tokens) for tokens in chunk))
 
 
 def write_sentence_index(f: Any, lines: Sequence[str]) -> None:
