@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from ..bilm.precision import PRECISIONS
+from ..bilm.precision_names import PRECISIONS
 from .boundary import DEBUG_ENV, ElmoTyper
 from .embed_parts import PART_LINES
 from .params import at_least, choice, filters as check_filters, given, number, parse_filters, plural, split_list

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..atomic import AtomicOutput, check_target
-from ..bilm.embedder import Embedder
 from ..errors import InputError, OutputError
+
+if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
+    from ..bilm.embedder import Embedder
 
 LAYER_CHOICES = ("all", "top", "average")
 STDIN = "-"

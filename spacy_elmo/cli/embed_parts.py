@@ -21,13 +21,14 @@ import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
 
 from ..atomic import AtomicOutput
-from ..bilm.embedder import Embedder
-from ..bilm.interface import bilm_config
 from ..errors import InputError, OutputError
 from .embed_file import STDIN, check_output, read_lines, token_bar, write_sentence_index, write_vectors
+
+if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
+    from ..bilm.embedder import Embedder
 
 PART_LINES = 10_000
 BARRIER_TIMEOUT = timedelta(hours=24)  # ranks wait for the slowest; a dead rank ends the job sooner
@@ -59,6 +60,8 @@ def part_path(directory: Path, bounds: Tuple[int, int]) -> Path:
 
 def fingerprint(embedder: Embedder, lines: Sequence[str], layers: str) -> str:
     """What a part's numbers depend on: the lines, the biLM (options and weights), and the settings."""
+    from ..bilm.interface import bilm_config  # torch, which --help does not wait for
+
     digest = hashlib.sha256()
     for line in lines:
         digest.update(line.encode("utf8") + b"\n")
