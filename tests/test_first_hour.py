@@ -40,3 +40,22 @@ def test_without_the_shared_folder_the_tests_stop_with_one_line(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Exit: spacy-elmo tests need the project's shared folder, not found at {tmp_path}")
     assert "fixtures/elmo-allennlp/lm_weights.hdf5" in lines[0] and "set SPACY_ELMO_SHARED" in lines[0]
+
+
+def test_spacy_train_that_cannot_get_its_model_stops_with_one_line(tmp_path):
+    """The README's NER example with `name = "original"` offline: one `Error:` line, no traceback, and the
+    output folder spaCy made for the run removed again (it is empty)."""
+    from spacy.tokens import DocBin
+
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    output = tmp_path / "training" / "ner"
+    result = run(sys.executable, "-m", "spacy", "train", ROOT / "configs" / "elmo_ner.cfg", "--output", output,
+                 "--paths.train", tmp_path / "empty.spacy", "--paths.dev", tmp_path / "empty.spacy",
+                 "--components.elmo.model.name", "original",
+                 env={"SPACY_ELMO_MIRROR": "http://127.0.0.1:9", "SPACY_ELMO_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 1, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    errors = [line for line in shown.splitlines() if line.startswith("Error:")]
+    assert "Traceback" not in shown and len(errors) == 1, shown[-3000:]
+    assert errors[0].startswith("Error: cannot reach http://127.0.0.1:9/allennlp/models/elmo/2x4096_512_2048cnn_2xhighway")
+    assert not (tmp_path / "training").exists()

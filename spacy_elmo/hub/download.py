@@ -17,9 +17,10 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 from ..errors import DownloadError, ElmoError, OptionsError
+from ..folders import missing_folders, remove_empty
 from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
                     loadable_path, mirrored, model_dir, verify_cached, write_manifest)
 from .catalogue import PublishedModel, RemoteFile, get_model
@@ -267,19 +268,10 @@ def _check_architecture(model: PublishedModel, options: Any) -> None:
                            + (f"; check the mirror {MIRROR_ENV}={mirror}" if mirror else ""))
 
 
-def _missing_folders(directory: Path) -> List[Path]:
-    """`directory` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    while not directory.exists() and directory != directory.parent:
-        missing.append(directory)
-        directory = directory.parent
-    return missing
-
-
 def _download(model: PublishedModel, directory: Path, paths: Tuple[Path, ...], progress: bool) -> None:
     """Fetch and check every file, then write the manifest that makes the model cached. Folders this
     made are removed again on failure if they stayed empty (a kept .part is not empty)."""
-    created = _missing_folders(directory)
+    created = missing_folders(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with _exclusive(directory.parent / f".{model.name}.lock", model.name):
@@ -291,9 +283,7 @@ def _download(model: PublishedModel, directory: Path, paths: Tuple[Path, ...], p
             write_manifest(directory, model.name, {path.name: file_record(path, remote.url, file_sha256(path))
                                                    for remote, path in zip(model.remotes, paths)})
     except BaseException as err:
-        for folder in created:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_empty(created)
         if isinstance(err, OSError):
             raise _write_error(err, directory) from None
         raise
