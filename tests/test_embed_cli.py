@@ -155,3 +155,11 @@ def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_di
     boundaries = {0, sum(tokens[:16]), sum(tokens[:32]), sum(tokens)}
     assert {float(n) for n in re.findall(r"\| [\d.]+/([\d.]+) \[", "".join(shown))} == {sum(tokens)}
     assert counts[0] == 0 and "?token/s" in shown[0] and set(counts) <= boundaries and counts[-1] == sum(tokens)
+
+
+def test_help_says_what_each_precision_does_to_speed():
+    """The measured figures (benchmarks/README.md, AVX2 CPU), not a promise that bf16/int8 are faster."""
+    result = CliRunner().invoke(app, ["embed", "--help"])
+    text = " ".join(result.output.split())
+    assert "int8 0.9-1.2x (faster only for the largest models), bf16 0.7-0.9x" in text
+    assert "bf16 can be faster only on a CPU with bf16 instructions (AVX512-BF16, AMX) or a GPU" in text

@@ -209,8 +209,11 @@ def embed_command(
     stateful: bool = typer.Option(False, help="Carry LSTM state from batch to batch in file order, as "
                                               "`allennlp elmo` did (default: every line independent)"),
     precision: str = typer.Option("fp32", callback=choice(*PRECISIONS),
-                                  help="fp32 (exact), bf16 or int8 (faster on CPUs with bf16/int8 instructions, "
-                                       "per-token cosine to fp32 >= 0.999 on average); weights stay fp32"),
+                                  help="fp32 (exact), bf16 or int8: per-token cosine to fp32 >= 0.999 on average, "
+                                       "weights stay fp32. Speed against fp32 measured on an AVX2 CPU "
+                                       "(benchmarks/README.md): int8 0.9-1.2x (faster only for the largest "
+                                       "models), bf16 0.7-0.9x; bf16 can be faster only on a CPU with bf16 "
+                                       "instructions (AVX512-BF16, AMX) or a GPU"),
     part_lines: int = typer.Option(PART_LINES, callback=at_least(1),
                                    help="Under torchrun: lines per part file (resumable unit; rounded up to "
                                         "whole sorting chunks of 16 x --batch-size)"),
