@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import spacy_elmo.hub.default_model
 from spacy_elmo.cli.app import app
+from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -327,6 +327,7 @@ def test_catalogue_entries_are_complete():
     assert [MODELS[n].output_dim for n in ("small", "medium", "original", "original-5.5B")] == [256, 512, 1024, 1024]
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_one_model_download_it_once(storage, fixture_bytes, tmp_path):
     """The second process waits on the first one's lock (its stderr says so), then finds the model cached."""
     gate = storage.gates[WEIGHTS_PATH] = threading.Event()
@@ -438,6 +439,7 @@ def test_disk_full_through_the_cli(storage, tmp_path):
     assert (tmp_path / "cache" / "small" / "weights.hdf5.part").stat().st_size == 300_000
 
 
+@pytest.mark.slow
 def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
     result = run_module("download", "small")
     assert result.returncode == 0, result.stderr

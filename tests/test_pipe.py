@@ -321,6 +321,7 @@ print(before, after, doc._.elmo.nbytes)
 """
 
 
+@pytest.mark.slow
 def test_100k_token_doc_memory_is_bounded(fixture_dir):
     """Peak RSS growth while embedding a 100,000-token Doc, measured in a fresh process."""
     run = subprocess.run([sys.executable, "-c", LONG_DOC_SCRIPT, str(fixture_dir)], capture_output=True, text=True,
