@@ -18,9 +18,10 @@ import stat
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
 
 from .errors import OutputError
+from .hub.cache import protected_paths
 
 logger = logging.getLogger(__name__)
 
@@ -143,15 +144,40 @@ def remove_stale(target: PathLike) -> None:
 
 
 def refuse_inputs(output: PathLike, inputs: Iterable[PathLike], flag: str = "output") -> None:
-    """An output may not be, or contain, one of the command's inputs: writing it would destroy them."""
+    """An output may not be, hold, or lie inside an input of the command (a file, or a folder such as an
+    unpacked archive or a run), a cached published model or the bundled model: writing it would destroy
+    them. Paths are compared as real paths (symlinks and `..` resolved), and an existing output with
+    more than one name is compared with every file of a folder input (a hard link)."""
     out = Path(output).resolve()
-    for item in inputs:
-        if str(item) == "-":
+    linked = _hard_linked(out)
+    named = [(Path(i), f"the input {i}") for i in inputs if str(i) != "-"]
+    for item, what in (*named, *((p, f"the model folder {p}") for p in protected_paths())):
+        source = item.resolve()
+        if source == out or source in out.parents or out in source.parents or \
+                (linked is not None and _holds_file(source, linked)):
+            raise OutputError(f"{flag} {output} would overwrite {what}; choose another {flag}")
+
+
+def _hard_linked(path: Path) -> Optional[Tuple[int, int]]:
+    """(device, inode) of an existing file that has other names, else None."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) and info.st_nlink > 1 else None
+
+
+def _holds_file(source: Path, identity: Tuple[int, int]) -> bool:
+    """Whether `source` is, or is a folder holding, the file with this (device, inode)."""
+    candidates = source.rglob("*") if source.is_dir() else (source,)
+    for path in candidates:
+        try:
+            info = path.stat()
+        except OSError:
             continue
-        source = Path(item).resolve()
-        same = out.exists() and source.exists() and os.path.samefile(out, source)  # also a hard link
-        if same or source == out or out in source.parents:
-            raise OutputError(f"{flag} {output} would overwrite the input {item}; choose another {flag}")
+        if (info.st_dev, info.st_ino) == identity:
+            return True
+    return False
 
 
 def _commit(tmp: Path, target: Path, is_dir: bool) -> None:

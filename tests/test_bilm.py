@@ -30,6 +30,7 @@ def random_bilm(options=SMALL, seed=0):
     return BiLM(options).eval()
 
 
+@pytest.mark.slow
 def test_stateless_vectors_do_not_depend_on_the_batch(fixture_embedder, sentences):
     target = sentences[4]
     alone = fixture_embedder.embed_sentence(target)
@@ -43,6 +44,7 @@ def test_stateless_vectors_do_not_depend_on_the_batch(fixture_embedder, sentence
         np.testing.assert_allclose(got, alone, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_stateful_vectors_do_depend_on_earlier_batches(fixture_dir, sentences):
     embedder = Embedder.from_files(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5", stateful=True)
     first = embedder.embed_sentence(sentences[0])
@@ -110,6 +112,7 @@ def test_empty_sentence_and_empty_input(fixture_embedder):
         fixture_embedder.embed_batch([["ok", 3]])
 
 
+@pytest.mark.slow
 def test_masked_lstm_gradients_match_finite_differences():
     torch.manual_seed(0)
     lstm = ElmoLstm(3, 5, 2, cell_clip=3.0, proj_clip=3.0).double()

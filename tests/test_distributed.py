@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from test_trainer import make_corpus
 
 from spacy_elmo.training.trainer import load_checkpoint
@@ -18,6 +20,7 @@ def torchrun(args, root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_checkpoints_and_resumes(tmp_path):
     root = make_corpus(tmp_path, n_shards=4)
     run = tmp_path / "run"

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import spacy_elmo.hub.default_model
 from spacy_elmo.cli.app import app
+from spacy_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +123,44 @@ def test_bad_input_is_a_clear_error(setup, message, fixture_dir, model_args, tmp
         model_args = model_args[:2]
     elif setup == "bad weights":
         model_args = model_args[:3] + [str(fixture_dir / "sentences.json")]
-    result = embed(source, output, *model_args, *extra)
+    result = embed(source, output, *model_args, *extra, "--overwrite")
     assert result.exit_code == (2 if setup == "layers" else 1)  # 2: click's code for a bad flag value
     assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
     assert re.search(message, result.output), result.output
     if output.parent.exists():
         assert output.read_bytes() == b"earlier results"
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.txt", "out.hdf5"])
+
+
+def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_dir, tmp_path, capsys):
+    """The bar moves once per written chunk (16 lines at batch size 1) by its tokens: every count it shows is
+    a chunk boundary, so its rate (averaged since the start) is never made up from a burst of lines."""
+    import time
+
+    from spacy_elmo.bilm.embedder import Embedder
+    from spacy_elmo.bilm.weights import load_bilm
+    from spacy_elmo.cli.embed_file import embed_file
+
+    class Slow(Embedder):
+        def embed_batch(self, sentences):
+            time.sleep(0.02)
+            return super().embed_batch(sentences)
+
+    lines = [" ".join(["word"] * (1 + i % 5)) for i in range(40)]
+    source = write_lines(tmp_path / "in.txt", lines)
+    embedder = Slow(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"), batch_size=1)
+    embed_file(embedder, source, tmp_path / "out.hdf5", progress=True)
+    shown = [part for part in capsys.readouterr().err.split("\r") if "token" in part]
+    counts = [float(n) for n in re.findall(r"\| ([\d.]+)/[\d.]+ \[", "".join(shown))]
+    tokens = [len(line.split()) for line in lines]
+    boundaries = {0, sum(tokens[:16]), sum(tokens[:32]), sum(tokens)}
+    assert {float(n) for n in re.findall(r"\| [\d.]+/([\d.]+) \[", "".join(shown))} == {sum(tokens)}
+    assert counts[0] == 0 and "?token/s" in shown[0] and set(counts) <= boundaries and counts[-1] == sum(tokens)
+
+
+def test_help_says_what_each_precision_does_to_speed():
+    """The measured figures (benchmarks/README.md, AVX2 CPU), not a promise that bf16/int8 are faster."""
+    result = CliRunner().invoke(app, ["embed", "--help"])
+    text = " ".join(result.output.split())
+    assert "int8 0.9-1.2x (faster only for the largest models), bf16 0.7-0.9x" in text
+    assert "bf16 can be faster only on a CPU with bf16 instructions (AVX512-BF16, AMX) or a GPU" in text

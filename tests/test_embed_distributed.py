@@ -68,6 +68,7 @@ def single_run(source: Path, output: Path, *flags: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
     source = write_input(tmp_path / "in.txt", 300)
     single_run(source, tmp_path / "single.hdf5", "--batch-size", "2", "--layers", "average")
@@ -93,6 +94,7 @@ def wait_for_parts(directory: Path, process: subprocess.Popen, n_done: int) -> i
     raise AssertionError(f"no rank was writing part {n_done + 1}: {process.communicate()[1][-3000:]}")
 
 
+@pytest.mark.slow
 def test_killed_rank_rerun_skips_finished_parts(tmp_path):
     source = write_input(tmp_path / "in.txt", 1200)
     args = [str(source), "out.hdf5", *MODEL, "--batch-size", "2", "--part-lines", "32", "--layers", "top"]
@@ -118,6 +120,7 @@ def test_killed_rank_rerun_skips_finished_parts(tmp_path):
     assert not directory.exists()
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_redoes_the_parts(tmp_path, monkeypatch):
     """Parts are stamped with the input, model and settings: a part of another job is never merged."""
     source = write_input(tmp_path / "in.txt", 100)

@@ -178,6 +178,74 @@ def test_embed_options_too_big_for_memory_are_refused_before_allocation(text, fi
               fixture_dir / "lm_weights.hdf5"), r"parameters \(\d[\d.]* GiB of float32\), more than this machine's")
 
 
+@pytest.fixture
+def unpacked_archive(tmp_path):
+    import tarfile
+
+    from conftest import SHARED
+
+    folder = tmp_path / "unpacked"
+    with tarfile.open(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def no_tensor_may_be_read(monkeypatch):
+    """Fail the test if anything reads weights: the refusal must come from the sizes alone."""
+    import spacy_elmo.bilm.archive
+    import spacy_elmo.bilm.weights
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("weights were read before the sizes were checked")
+
+    monkeypatch.setattr(spacy_elmo.bilm.archive, "_read_state", forbidden)
+    monkeypatch.setattr(spacy_elmo.bilm.weights, "read_weights", forbidden)
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("hidden_dim", 2**31, r"biLM of [\d,]+ parameters \(\d+\.\d GiB of float32\), more than this machine's .* GiB of "
+                          r"memory available now; check input_dim \(16\), hidden_dim \(2147483648\)"),
+    ("num_layers", 10**6, r"option n_layers is 1,000,000, more than 64"),
+])
+def test_archive_config_sizes_are_checked_before_any_tensor(key, value, pattern, text, unpacked_archive, tmp_path,
+                                                            monkeypatch):
+    config_file = unpacked_archive / "config.json"
+    config = json.loads(config_file.read_text())
+    config["model"]["contextualizer"][key] = value
+    config_file.write_text(json.dumps(config))
+    no_tensor_may_be_read(monkeypatch)
+    before = snapshot(tmp_path)
+    fails(cli("embed", text, tmp_path / "out.hdf5", "--archive", unpacked_archive), rf"config\.json: .*{pattern}")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("lstm,pattern", [
+    ({"n_layers": 10**6}, r"option n_layers is 1,000,000, more than 64"),
+    ({"dim": 2**31, "projection_dim": 2**20}, r"more than this machine's .* GiB of memory available now"),
+])
+def test_lstm_options_sizes_are_checked_before_any_tensor(lstm, pattern, text, fixture_dir, tmp_path, monkeypatch):
+    options = options_with(fixture_dir, tmp_path, **lstm)
+    no_tensor_may_be_read(monkeypatch)
+    fails(cli("embed", text, tmp_path / "out.hdf5", "--options-file", options, "--weight-file",
+              fixture_dir / "lm_weights.hdf5"), pattern)
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_a_refused_pickle_gives_no_advice_to_unpickle_it(text, unpacked_archive, tmp_path, capfd):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("unpickled",))
+
+    torch.save({"x": Evil()}, unpacked_archive / "weights.th")
+    line = fails(cli("embed", text, tmp_path / "out.hdf5", "--archive", unpacked_archive),
+                 r"weights\.th is not a torch state dict that loads with weights_only=True \(it holds a pickled "
+                 r"(builtins\.)?print, not only tensors, and unpickling that could run code\)")
+    assert "weights_only=False" not in line and "succeed" not in line
+    assert "unpickled" not in capfd.readouterr().out
+
+
 def test_embed_filters_that_are_not_pairs(text, fixture_dir, tmp_path):
     data = json.loads((fixture_dir / "options.json").read_text())
     data["char_cnn"]["filters"] = "abc"
@@ -199,7 +267,7 @@ def test_replaced_output_keeps_its_mode(text, model, tmp_path):
     out = tmp_path / "out.hdf5"
     out.write_bytes(b"old")
     out.chmod(0o604)
-    assert cli("embed", text, out, *model).exit_code == 0
+    assert cli("embed", text, out, *model, "--overwrite").exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o604 and out.read_bytes() != b"old"
 
 
@@ -274,7 +342,8 @@ def test_disk_full_while_writing_leaves_no_partial_file(text, model, tmp_path, m
 
     (tmp_path / "out.hdf5").write_bytes(b"earlier results")
     monkeypatch.setattr(embed_file, "select_layers", full)
-    fails(cli("embed", text, tmp_path / "out.hdf5", *model), r"out\.hdf5: No space left on device: the disk is full")
+    fails(cli("embed", text, tmp_path / "out.hdf5", *model, "--overwrite"),
+          r"out\.hdf5: No space left on device: the disk is full")
     assert (tmp_path / "out.hdf5").read_bytes() == b"earlier results" and temp_files(tmp_path) == []
 
 
@@ -379,7 +448,8 @@ def test_export_of_a_corrupt_checkpoint(corpus, tmp_path):
 
 
 def test_export_of_a_directory_without_a_run(tmp_path):
-    fails(cli("export", tmp_path, tmp_path / "export"), r"no training checkpoint at .*checkpoint\.pt")
+    (tmp_path / "empty").mkdir()
+    fails(cli("export", tmp_path / "empty", tmp_path / "export"), r"no training checkpoint at .*checkpoint\.pt")
     assert not (tmp_path / "export").exists()
 
 
@@ -672,6 +742,19 @@ def test_log_records_after_the_checkpoint_are_dropped_on_resume(corpus):
     assert cli("pretrain", "-o", corpus / "run", "--resume", "--max-steps", "3").exit_code == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["loss"] != 9.0
+
+
+def test_checkpoint_options_are_checked_before_the_model_is_built(corpus, tmp_path):
+    import torch
+
+    ckpt_file = corpus / "run" / "checkpoint.pt"
+    ckpt = torch.load(ckpt_file, weights_only=False)
+    ckpt["options"]["lstm"]["n_layers"] = 10**6
+    torch.save(ckpt, ckpt_file)
+    before = snapshot(corpus)
+    fails(cli("evaluate", corpus / "run", corpus / "heldout.txt"), r"option n_layers is 1,000,000, more than 64")
+    fails(cli("export", corpus / "run", tmp_path / "export"), r"option n_layers is 1,000,000, more than 64")
+    assert snapshot(corpus) == before and not (tmp_path / "export").exists()
 
 
 # --- evaluate ---------------------------------------------------------------------------------

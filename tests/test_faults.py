@@ -71,7 +71,7 @@ def wait_for_temp(directory: Path, min_bytes: int = 4096, timeout: float = 120) 
 
 def test_disk_full_during_embed(big_text, model, tmp_path):
     (tmp_path / "out.hdf5").write_bytes(b"earlier results")
-    result = run("embed", big_text, tmp_path / "out.hdf5", *model, limit_bytes=200_000)
+    result = run("embed", big_text, tmp_path / "out.hdf5", *model, "--overwrite", limit_bytes=200_000)
     assert result.returncode == 1, result.stderr[-2000:]
     one_error(result.stderr, r"out\.hdf5: File too large: the disk is full \(or a file size limit was hit\)")
     assert (tmp_path / "out.hdf5").read_bytes() == b"earlier results" and temp_files(tmp_path) == []
@@ -100,6 +100,7 @@ def test_signal_during_embed_exits_non_zero_and_leaves_nothing(signum, code, big
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]
 
 
+@pytest.mark.slow
 def test_killed_embed_leaves_a_temp_file_the_next_run_removes(big_text, model, tmp_path):
     proc = start("embed", big_text, tmp_path / "out.hdf5", *model)
     leftover = wait_for_temp(tmp_path)
@@ -113,6 +114,7 @@ def test_killed_embed_leaves_a_temp_file_the_next_run_removes(big_text, model, t
     assert temp_files(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_pretrain_checkpoints_and_exits_non_zero(signum, code, tmp_path):
     root = make_corpus(tmp_path / "corpus")

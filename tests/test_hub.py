@@ -1,7 +1,7 @@
 """Published models by name: downloads from a real HTTP server on 127.0.0.1 (reached through
-SPACY_ELMO_MIRROR, serving the fixture models under the `small` and `transformer` entries' paths), the
-cache, resuming, corrupt and failed downloads, concurrent downloads, and every error through the API and
-the CLI."""
+SPACY_ELMO_MIRROR, serving the fixture models under the `small` and `transformer` entries' paths, with
+those entries resized to the fixtures by tiny_catalogue), the cache, resuming, corrupt and failed
+downloads, concurrent downloads, and every error through the API and the CLI."""
 import dataclasses
 import hashlib
 import json
@@ -30,12 +30,14 @@ from spacy_elmo.hub.cache import mirrored
 from spacy_elmo.hub.catalogue import model_names
 
 from conftest import SHARED
+from tiny_catalogue import resized
 
 SMALL = MODELS["small"]
 OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in (SMALL.options, SMALL.weights))
 ARCHIVE_PATH = urlsplit(MODELS["transformer"].archive.url).path
 TRANSFORMER = SHARED / "fixtures" / "transformer-elmo"
 REPO = Path(__file__).resolve().parent.parent
+TINY_CLI = [sys.executable, str(Path(__file__).resolve().parent / "tiny_catalogue.py")]
 
 
 class Storage:
@@ -45,6 +47,8 @@ class Storage:
         self.files = dict(files)
         self.log = []
         self.cut_after = {}
+        self.drop_every = {}
+        self.stall_after = {}
         self.gates = {}
         self.lock = threading.Lock()
 
@@ -82,7 +86,13 @@ def handler_for(storage):
             self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
             body = data[start:]
-            cut = storage.cut_after.pop(self.path, None)
+            cut = storage.cut_after.pop(self.path, storage.drop_every.get(self.path))
+            if self.path in storage.stall_after:
+                stall, resume = storage.stall_after[self.path]
+                self.wfile.write(body[:stall])
+                self.wfile.flush()
+                resume.wait(60)
+                body = body[stall:]
             self.wfile.write(body if cut is None else body[:cut])
 
     return Handler
@@ -99,7 +109,13 @@ def archive_bytes():
 
 
 @pytest.fixture
-def storage(fixture_bytes, archive_bytes, tmp_path, monkeypatch):
+def tiny_catalogue(monkeypatch):
+    for name, entry in resized().items():
+        monkeypatch.setitem(MODELS, name, entry)
+
+
+@pytest.fixture
+def storage(fixture_bytes, archive_bytes, tmp_path, monkeypatch, tiny_catalogue):
     """A server holding the fixture models at the `small` and `transformer` paths; mirror and cache point
     at it and tmp_path."""
     store = Storage({OPTIONS_PATH: fixture_bytes[0], WEIGHTS_PATH: fixture_bytes[1], ARCHIVE_PATH: archive_bytes})
@@ -109,7 +125,7 @@ def storage(fixture_bytes, archive_bytes, tmp_path, monkeypatch):
     monkeypatch.setenv("SPACY_ELMO_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "cache"))
     yield store
-    for gate in store.gates.values():
+    for gate in [*store.gates.values(), *(resume for _, resume in store.stall_after.values())]:
         gate.set()
     server.shutdown()
     server.server_close()
@@ -124,7 +140,7 @@ def cli(*args):
 
 
 def run_module(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "spacy_elmo", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([*TINY_CLI, *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
 
 
@@ -174,18 +190,20 @@ def test_a_part_file_as_long_as_the_file_or_longer(leftover, storage, fixture_by
 
 
 def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixture_bytes, tmp_path):
+    """Only the file that failed is removed: the options passed their check and are not fetched again."""
     storage.files[WEIGHTS_PATH] = bytes(len(fixture_bytes[1]))
-    with pytest.raises(DownloadError, match="failed the options/weights check and were removed.*HDF5"):
+    with pytest.raises(DownloadError, match="weights.hdf5 of 'small' failed the weights check and was removed.*HDF5"):
         fetch_model("small", progress=False)
-    assert cache_listing(tmp_path) == []
+    assert cache_listing(tmp_path) == ["options.json"]
     storage.files[WEIGHTS_PATH] = fixture_bytes[1]
     assert (fetch_model("small", progress=False) / "weights.hdf5").read_bytes() == fixture_bytes[1]
+    assert storage.requests_for(OPTIONS_PATH) == [None]
 
 
 def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_path, monkeypatch):
     """Float data can be corrupted without breaking the HDF5 layout; only a known hash catches that."""
     digest = hashlib.sha256(fixture_bytes[1]).hexdigest()
-    known = dataclasses.replace(SMALL, weights=dataclasses.replace(SMALL.weights, sha256=digest))
+    known = dataclasses.replace(MODELS["small"], weights=dataclasses.replace(SMALL.weights, sha256=digest))
     monkeypatch.setitem(MODELS, "small", known)
     damaged = bytearray(fixture_bytes[1])
     damaged[len(damaged) // 2] ^= 0x01
@@ -198,7 +216,7 @@ def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_
 
 
 def test_a_known_size_that_the_server_contradicts_is_an_error(storage, monkeypatch):
-    wrong = dataclasses.replace(SMALL, weights=dataclasses.replace(SMALL.weights, size=1000))
+    wrong = dataclasses.replace(MODELS["small"], weights=dataclasses.replace(SMALL.weights, size=1000))
     monkeypatch.setitem(MODELS, "small", wrong)
     with pytest.raises(DownloadError, match=r"has 450896 bytes, the catalogue expects 1000"):
         fetch_model("small", progress=False)
@@ -216,12 +234,26 @@ def test_no_network_says_which_address_and_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(DownloadError) as err:
         fetch_model("small", cache_dir=tmp_path, progress=False)
     message = str(err.value)
-    assert f"cannot reach http://127.0.0.1:9{OPTIONS_PATH}" in message
-    assert "SPACY_ELMO_MIRROR" in message and str(tmp_path / "small" / "options.json") in message
-    assert "[Errno 111] Connection refused);" in message and "Max retries" not in message
+    assert f"cannot reach http://127.0.0.1:9{OPTIONS_PATH} ([Errno 111] Connection refused) through the mirror " \
+           "SPACY_ELMO_MIRROR=http://127.0.0.1:9: check that it is up" in message
+    assert "unset it" in message and "Set SPACY_ELMO_MIRROR" not in message and "Max retries" not in message
+    assert str(tmp_path / "small" / "options.json") in message
 
 
-def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_path, monkeypatch):
+def test_no_network_without_a_mirror_suggests_one(tmp_path, monkeypatch):
+    import requests
+
+    def unreachable(*args, **kwargs):
+        raise requests.ConnectionError("[Errno 101] Network is unreachable")
+
+    monkeypatch.delenv("SPACY_ELMO_MIRROR", raising=False)
+    monkeypatch.setattr(requests.Session, "get", unreachable)
+    with pytest.raises(DownloadError, match=re.escape(f"cannot reach {SMALL.options.url} ([Errno 101] Network is "
+                                                      "unreachable); offline or behind a proxy? Set SPACY_ELMO_MIRROR")):
+        fetch_model("small", cache_dir=tmp_path, progress=False)
+
+
+def test_files_put_in_the_cache_by_hand_are_checked_and_used(fixture_dir, tmp_path, monkeypatch, tiny_catalogue):
     monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
     directory = tmp_path / "small"
     directory.mkdir()
@@ -295,10 +327,11 @@ def test_catalogue_entries_are_complete():
     assert [MODELS[n].output_dim for n in ("small", "medium", "original", "original-5.5B")] == [256, 512, 1024, 1024]
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_one_model_download_it_once(storage, fixture_bytes, tmp_path):
     """The second process waits on the first one's lock (its stderr says so), then finds the model cached."""
     gate = storage.gates[WEIGHTS_PATH] = threading.Event()
-    command = [sys.executable, "-m", "spacy_elmo", "download", "small", "--no-progress"]
+    command = [*TINY_CLI, "download", "small", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
     deadline = time.time() + 120
@@ -333,10 +366,10 @@ def test_models_command_shows_what_is_cached(storage, tmp_path):
     assert before.exit_code == 0
     rows = {line.split()[0]: line for line in before.stdout.splitlines()[1:]}
     assert set(rows) == set(model_names())
-    assert re.search(r"^small\s+256\s+~54 MB\s+no\s", rows["small"])
+    assert re.search(r"^small\s+32\s+~54 MB\s+no\s", rows["small"])
     assert cli("download", "small", "--no-progress").exit_code == 0
     after = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
-    assert re.search(rf"^small\s+256\s+0 MB\s+{re.escape(str(tmp_path / 'cache' / 'small'))}", after["small"])
+    assert re.search(rf"^small\s+32\s+0 MB\s+{re.escape(str(tmp_path / 'cache' / 'small'))}", after["small"])
 
 
 def test_embed_by_model_name(storage, tmp_path):
@@ -370,7 +403,7 @@ def one_error_line(stderr):
     ("unknown", "unknown ELMo model 'smal'; known models: default, small"),
     ("404", "HTTP error 404 Not Found for http://127.0.0.1"),
     ("no network", "cannot reach http://127.0.0.1:9/allennlp/models/elmo/.*SPACY_ELMO_MIRROR"),
-    ("corrupt", "failed the options/weights check and were removed"),
+    ("corrupt", "options.json of 'small' failed the options check and was removed"),
     ("unwritable", "cannot write to the model cache"),
 ])
 def test_cli_errors_are_one_line(setup, message, storage, fixture_bytes, tmp_path, monkeypatch):
@@ -406,6 +439,7 @@ def test_disk_full_through_the_cli(storage, tmp_path):
     assert (tmp_path / "cache" / "small" / "weights.hdf5.part").stat().st_size == 300_000
 
 
+@pytest.mark.slow
 def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
     result = run_module("download", "small")
     assert result.returncode == 0, result.stderr
@@ -413,7 +447,7 @@ def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
     assert result.stdout.split() == ["small:", str(directory)]
     assert "100%" in result.stderr
     n_requests = len(storage.log)
-    spacy_cli = subprocess.run([sys.executable, "-m", "spacy", "elmo", "download", "small"], capture_output=True,
+    spacy_cli = subprocess.run([*TINY_CLI, "spacy", "elmo", "download", "small"], capture_output=True,
                                text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert spacy_cli.returncode == 0 and spacy_cli.stdout == result.stdout, spacy_cli.stderr
     assert len(storage.log) == n_requests
@@ -456,7 +490,8 @@ def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_b
     assert transformer_listing(tmp_path) == ["manifest.json", "model.tar.gz"]
     manifest = json.loads((archive.parent / "manifest.json").read_text())
     assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].archive.url, "size": len(archive_bytes),
-                                                 "sha256": hashlib.sha256(archive_bytes).hexdigest()}
+                                                 "sha256": hashlib.sha256(archive_bytes).hexdigest(),
+                                                 "mtime_ns": archive.stat().st_mtime_ns}
     assert storage.requests_for(ARCHIVE_PATH) == [None]
     n_requests = len(storage.log)
     assert fetch_model("transformer", progress=False) == archive
@@ -495,14 +530,14 @@ def test_a_corrupt_transformer_archive_is_removed_and_never_cached(damage, messa
                 if not member.name.endswith("weights.th"):
                     tar.addfile(member, source.extractfile(member) if member.isfile() else None)
         storage.files[ARCHIVE_PATH] = buffer.getvalue()
-    with pytest.raises(DownloadError, match=f"'transformer' failed the model archive check and were removed.*{message}"):
+    with pytest.raises(DownloadError, match=f"'transformer' failed the model archive check and was removed.*{message}"):
         fetch_model("transformer", progress=False)
     assert transformer_listing(tmp_path) == []
     storage.files[ARCHIVE_PATH] = archive_bytes
     assert fetch_model("transformer", progress=False).read_bytes() == archive_bytes
 
 
-def test_an_archive_put_in_the_cache_by_hand_is_checked_and_used(archive_bytes, tmp_path, monkeypatch):
+def test_an_archive_put_in_the_cache_by_hand_is_checked_and_used(archive_bytes, tmp_path, monkeypatch, tiny_catalogue):
     monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
     (tmp_path / "transformer").mkdir()
     (tmp_path / "transformer" / "model.tar.gz").write_bytes(archive_bytes)
@@ -545,11 +580,146 @@ def test_embed_by_model_name_transformer_reproduces_the_reference(storage, tmp_p
 
 def test_models_and_download_commands_show_the_transformer(storage, archive_bytes, tmp_path):
     rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
-    assert re.search(r"^transformer\s+1024\s+\?\s+no\s+Transformer ELMo", rows["transformer"])
+    assert re.search(r"^transformer\s+32\s+\?\s+no\s+Transformer ELMo", rows["transformer"])
     result = cli("download", "transformer", "--no-progress")
     assert result.exit_code == 0, result.output
     archive = tmp_path / "cache" / "transformer" / "model.tar.gz"
     assert result.stdout.split() == ["transformer:", str(archive)]
     rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
     size = f"{len(archive_bytes) / 1e6:.0f} MB"
-    assert re.search(rf"^transformer\s+1024\s+{size}\s+{re.escape(str(archive.parent))}\s", rows["transformer"])
+    assert re.search(rf"^transformer\s+32\s+{size}\s+{re.escape(str(archive.parent))}\s", rows["transformer"])
+
+
+# --- issue 17: every resource checked before it is used, downloads that finish on a bad line ------------
+
+def cache_snapshot(tmp_path):
+    root = tmp_path / "cache"
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_mirror_serving_another_model_is_refused_before_the_weights(storage, tmp_path, monkeypatch):
+    """The real catalogue's small is 2x1024_128 with 1 highway layer; the server offers the 64/16/2 fixture."""
+    monkeypatch.setitem(MODELS, "small", SMALL)
+    with pytest.raises(DownloadError, match=r"options\.json of 'small' failed the options check and was removed .*"
+                       r"not the published 'small' model: LSTM size 64 \(published: 1024\), projection size 16 "
+                       r"\(published: 128\), highway layers 2 \(published: 1\); check the mirror SPACY_ELMO_MIRROR="):
+        fetch_model("small", progress=False)
+    assert storage.requests_for(WEIGHTS_PATH) == [] and cache_listing(tmp_path) == []
+    rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
+    assert re.search(r"^small\s+256\s+~54 MB\s+no\s", rows["small"])
+    monkeypatch.setitem(MODELS, "transformer", MODELS["transformer"].__class__(
+        **{**dataclasses.asdict(MODELS["transformer"]), "projection_dim": 512, "n_highway": 2,
+           "archive": MODELS["transformer"].archive}))
+    with pytest.raises(DownloadError, match=r"not the published 'transformer' model: projection size 16 "
+                                            r"\(published: 512\), highway layers 1 \(published: 2\)"):
+        fetch_model("transformer", progress=False)
+    assert transformer_listing(tmp_path) == []
+
+
+def test_a_cached_file_with_flipped_bits_is_refused_when_loaded(storage, tmp_path):
+    weights = fetch_model("small", progress=False) / "weights.hdf5"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x10
+    weights.write_bytes(bytes(damaged))
+    before = cache_snapshot(tmp_path)
+    with pytest.raises(DownloadError, match=rf"{re.escape(str(weights))} no longer matches the sha256 recorded in "
+                                            r".*manifest\.json .*delete it and run `python -m spacy_elmo download small`"):
+        fetch_model("small", progress=False)
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    result = cli("embed", source, tmp_path / "out.hdf5", "--model", "small")
+    assert result.exit_code == 1 and "no longer matches the sha256" in one_error_line(result.stderr)
+    assert cache_snapshot(tmp_path) == before and not (tmp_path / "out.hdf5").exists()
+
+
+def test_a_verified_cache_costs_a_stat(storage, tmp_path, monkeypatch):
+    """Hashing happens once per change of (size, mtime): at download, and after the file was touched."""
+    import spacy_elmo.hub.cache as cache
+
+    hashed = []
+    real = cache.file_sha256
+    monkeypatch.setattr(cache, "file_sha256", lambda path: hashed.append(path.name) or real(path))
+    directory = fetch_model("small", progress=False)
+    hashed.clear()
+    assert fetch_model("small", progress=False) == directory and hashed == []
+    os.utime(directory / "weights.hdf5", ns=(10**18, 10**18))
+    fetch_model("small", progress=False)
+    assert hashed == ["weights.hdf5"]
+    assert json.loads((directory / "manifest.json").read_text())["files"]["weights.hdf5"]["mtime_ns"] == 10**18
+    fetch_model("small", progress=False)
+    assert hashed == ["weights.hdf5"]
+
+
+def test_a_wrong_options_file_never_costs_the_valid_weights(storage, fixture_bytes, tmp_path, monkeypatch):
+    directory = tmp_path / "cache" / "small"
+    directory.mkdir(parents=True)
+    options = json.loads(fixture_bytes[0])
+    options["lstm"]["projection_dim"] = 32
+    (directory / "options.json").write_text(json.dumps(options))
+    (directory / "weights.hdf5").write_bytes(fixture_bytes[1])
+    result = cli("download", "small", "--no-progress")
+    assert result.exit_code == 1
+    assert re.search(r"options\.json of 'small' failed the options check and was removed .*projection size 32 "
+                     r"\(published: 16\)", one_error_line(result.stderr))
+    assert cache_listing(tmp_path) == ["weights.hdf5"] and (directory / "weights.hdf5").read_bytes() == fixture_bytes[1]
+    assert cli("download", "small", "--no-progress").exit_code == 0
+    assert storage.requests_for(OPTIONS_PATH) == [None] and storage.requests_for(WEIGHTS_PATH) == []
+
+
+def test_a_line_that_drops_every_50_kb_finishes_on_a_rerun(storage, fixture_bytes, tmp_path):
+    """Every byte received is kept: 6 attempts per run keep 300,000 bytes, the rerun fetches the rest."""
+    storage.drop_every[WEIGHTS_PATH] = 50_000
+    with pytest.raises(DownloadError, match=r"the connection dropped 6 times, the last after 300000 of 450896 "
+                                            r"bytes; run the download again to resume"):
+        fetch_model("small", progress=False)
+    part = tmp_path / "cache" / "small" / "weights.hdf5.part"
+    assert part.stat().st_size == 300_000 and part.read_bytes() == fixture_bytes[1][:300_000]
+    weights = fetch_model("small", progress=False) / "weights.hdf5"
+    assert weights.read_bytes() == fixture_bytes[1]
+    assert storage.requests_for(WEIGHTS_PATH)[6:] == ["bytes=300000-", "bytes=350000-", "bytes=400000-",
+                                                      "bytes=450000-"]
+
+
+def test_a_failed_offline_download_leaves_no_empty_folder(tmp_path, monkeypatch, tiny_catalogue):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "http://127.0.0.1:9")
+    result = cli("download", "small", "--dir", tmp_path / "cache")
+    assert result.exit_code == 1 and "cannot reach" in one_error_line(result.stderr)
+    assert not (tmp_path / "cache" / "small").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".small.lock"]
+
+
+def test_ctrl_c_keeps_the_partial_download_and_says_so(storage, fixture_bytes, tmp_path):
+    gate = threading.Event()
+    storage.stall_after[WEIGHTS_PATH] = (100_000, gate)
+    process = subprocess.Popen([*TINY_CLI, "download", "small", "--no-progress"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    part = tmp_path / "cache" / "small" / "weights.hdf5.part"
+    deadline = time.time() + 120
+    while not (part.is_file() and part.stat().st_size == 100_000) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    gate.set()
+    assert process.returncode == 130, stderr
+    assert one_error_line(stderr) == (f"Error: interrupted (SIGINT); the partial download {part} (100,000 bytes) is "
+                                      "kept: run the same command again to resume")
+    assert part.read_bytes() == fixture_bytes[1][:100_000]
+    del storage.stall_after[WEIGHTS_PATH]
+    assert (fetch_model("small", progress=False) / "weights.hdf5").read_bytes() == fixture_bytes[1]
+    assert storage.requests_for(WEIGHTS_PATH)[-1] == "bytes=100000-"
+
+
+def test_embed_never_writes_into_the_model_cache(storage, tmp_path):
+    directory = fetch_model("small", progress=False)
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    before = cache_snapshot(tmp_path)
+    for output in (directory / "weights.hdf5", directory / "vectors.hdf5"):
+        result = cli("embed", source, output, "--model", "small", "--overwrite")
+        assert result.exit_code == 1
+        assert re.search(r"would overwrite the model folder .*cache/small", one_error_line(result.stderr))
+    assert cache_snapshot(tmp_path) == before
+    n_requests = len(storage.log)
+    assert cli("embed", source, tmp_path / "out.hdf5", "--model", "small").exit_code == 0
+    assert len(storage.log) == n_requests

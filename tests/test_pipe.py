@@ -1,4 +1,5 @@
 """The `elmo` component as a user meets it: add_pipe, annotations, vector hooks, batching, serialization, bad input."""
+import os
 import pickle
 import shutil
 import subprocess
@@ -181,6 +182,23 @@ def test_n_process_and_restore_hooks(nlp):
         assert doc.similarity(ref) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_n_process_prints_no_warning_about_hooks(fixture_dir):
+    """spaCy's workers serialize each Doc and warn (W109) about hooks they cannot save; the ELMo hooks are
+    taken off first and come back in the parent, so nothing is printed."""
+    script = f"""
+import spacy
+nlp = spacy.blank("en")
+nlp.add_pipe("elmo", config={elmo_config(fixture_dir)!r})
+docs = list(nlp.pipe(["a cat sat", "on the mat", "it was warm", "and then"], n_process=2, batch_size=1))
+assert all(doc.has_vector and "vector" in doc.user_token_hooks for doc in docs)
+print(docs[0].vector.shape)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(32,)" and "W109" not in result.stderr and result.stderr == "", result.stderr
+
+
 def test_docbin_and_doc_pickle(nlp):
     docs = [nlp(t) for t in TEXTS]
     with warnings.catch_warnings():
@@ -303,6 +321,7 @@ print(before, after, doc._.elmo.nbytes)
 """
 
 
+@pytest.mark.slow
 def test_100k_token_doc_memory_is_bounded(fixture_dir):
     """Peak RSS growth while embedding a 100,000-token Doc, measured in a fresh process."""
     run = subprocess.run([sys.executable, "-c", LONG_DOC_SCRIPT, str(fixture_dir)], capture_output=True, text=True,

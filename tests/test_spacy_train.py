@@ -75,6 +75,7 @@ def mixes(nlp):
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
 def test_train_tagger_morphologizer_parser(corpora, fixture_dir, tmp_path, frozen):
     model = run_training("elmo_tagger_parser.cfg", corpora, "ewt", fixture_dir, tmp_path / "out", frozen)
@@ -95,6 +96,7 @@ def test_train_tagger_morphologizer_parser(corpora, fixture_dir, tmp_path, froze
         "the ELMo pipeline must tag the same in `spacy evaluate` as in nlp.pipe"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
 def test_train_ner(corpora, fixture_dir, tmp_path, frozen):
     model = run_training("elmo_ner.cfg", corpora, "wnut", fixture_dir, tmp_path / "out", frozen)

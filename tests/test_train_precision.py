@@ -56,6 +56,7 @@ def test_a_bf16_step_keeps_state_losses_and_gradients_fp32():
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.bilm.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bilm", sorted(CONFIGS))
 def test_bf16_training_falls_like_fp32_and_saves_fp32(tmp_path, bilm):
     root = make_corpus(tmp_path)
@@ -91,6 +92,7 @@ def test_bf16_resume_is_exact_and_may_switch_to_fp32(tmp_path):
     assert load_checkpoint(tmp_path / "resumed")["config"]["precision"] == "fp32"
 
 
+@pytest.mark.slow
 def test_exports_of_bf16_runs_are_fp32_and_load(tmp_path):
     root = make_corpus(tmp_path)
     batch = CharBatch.from_sentences([["the", "cat", "sat"], ["a", "dog", "walked", "to", "the", "river", "bank"]])

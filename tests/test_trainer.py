@@ -152,6 +152,7 @@ def test_bad_training_input(tmp_path):
         train(tiny_config(make_corpus(tmp_path / "ok"), max_steps=1, eval_batch_size=500))
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_stops(tmp_path):
     root = make_corpus(tmp_path)
     config = tiny_config(root, max_steps=100_000, heldout=[])

@@ -74,6 +74,7 @@ def test_listener_tagger_trains_on_the_transformer(archive, frozen):
     assert mix.shims[0].module.weights.shape == (3,)
 
 
+@pytest.mark.slow
 def test_shipped_config_trains_a_tagger_on_the_transformer(archive, corpora, tmp_path):  # noqa: F811
     overrides = {"paths.train": str(corpora["ewt", "train"]), "paths.dev": str(corpora["ewt", "dev"]),
                  "components.elmo.model.archive": str(archive), "training.max_steps": 4,

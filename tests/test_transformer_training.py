@@ -193,6 +193,7 @@ def test_cli_pretrain_resume_evaluate_export(tmp_path):
     assert load_any_bilm(tmp_path / "model.tar.gz").n_output_layers == 2
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_and_resume(tmp_path):
     root = make_corpus(tmp_path, n_shards=4)
     run = tmp_path / "run"

@@ -12,9 +12,11 @@ import json
 import os
 import pickle
 import posixpath
+import re
 import shutil
 import tarfile
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
@@ -42,10 +44,12 @@ def is_archive(path: PathLike) -> bool:
 
 
 def load_archive(path: PathLike) -> TransformerBiLM:
-    """A TransformerBiLM in eval mode from an AllenNLP model archive or its unpacked folder."""
+    """A TransformerBiLM in eval mode from an AllenNLP model archive or its unpacked folder. The config is
+    checked (sizes against the memory available) before any tensor is read or made."""
     path = Path(path)
-    config, state = read_archive(path)
-    options, embedder_name = options_from_config(config, f"{path}: {CONFIG_NAME}")
+    with _archive_files(path) as (config_file, weights_file):
+        options, embedder_name = options_from_config(_read_config(config_file, path), f"{path}: {CONFIG_NAME}")
+        state = _read_state(weights_file, path)
     bilm = TransformerBiLM(options)
     assign_state(bilm, state, embedder_name, f"{path}: {WEIGHTS_NAME}")
     return bilm.eval()
@@ -53,8 +57,16 @@ def load_archive(path: PathLike) -> TransformerBiLM:
 
 def read_archive(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """(config, state dict) of an archive file or folder."""
+    with _archive_files(path) as (config_file, weights_file):
+        return _read_config(config_file, path), _read_state(weights_file, path)
+
+
+@contextmanager
+def _archive_files(path: Path) -> Iterator[Tuple[Path, Path]]:
+    """(config.json, weights.th) of an archive folder, or of a tar extracted into a temporary folder."""
     if path.is_dir():
-        return _read_config(path / CONFIG_NAME, path), _read_state(path / WEIGHTS_NAME, path)
+        yield path / CONFIG_NAME, path / WEIGHTS_NAME
+        return
     if not path.exists():
         raise WeightsError(f"model archive not found: {path}")
     if not tarfile.is_tarfile(path):
@@ -62,7 +74,7 @@ def read_archive(path: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
                            f"{WEIGHTS_NAME} and {VOCABULARY_NAME}/, or its unpacked folder)")
     with tempfile.TemporaryDirectory(prefix="spacy-elmo-archive-") as tmp:
         _extract(path, Path(tmp), (CONFIG_NAME, WEIGHTS_NAME))
-        return _read_config(Path(tmp) / CONFIG_NAME, path), _read_state(Path(tmp) / WEIGHTS_NAME, path)
+        yield Path(tmp) / CONFIG_NAME, Path(tmp) / WEIGHTS_NAME
 
 
 def _extract(path: Path, target: Path, names: Tuple[str, ...]) -> None:
@@ -109,13 +121,23 @@ def _read_state(weights_file: Path, source: Path) -> Dict[str, torch.Tensor]:
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WeightsError(f"{source}: {WEIGHTS_NAME} is not a torch state dict that loads with "
-                           f"weights_only=True ({first_line})") from None
+                           f"weights_only=True ({_refusal(err)})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise WeightsError(f"{source}: {WEIGHTS_NAME} must hold a state dict (parameter name -> tensor)")
     return state
+
+
+def _refusal(err: Exception) -> str:
+    """torch's reason in a few words, without its advice to load again with weights_only=False: that would
+    run whatever code the file names."""
+    text = str(err).strip()
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"a pickled {found.group(1)}" if found else "pickled objects"
+        return f"it holds {what}, not only tensors, and unpickling that could run code"
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _get(section: Dict[str, Any], key: str, source: str, where: str, default: Any = ...) -> Any:

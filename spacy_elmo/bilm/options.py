@@ -12,6 +12,62 @@ from ..atomic import atomic_write_text
 from ..errors import OptionsError
 
 ACTIVATIONS = ("relu", "tanh")
+MAX_LAYERS = 64
+MAX_HIGHWAY = 16
+MAX_FILTER_WIDTHS = 64
+MAX_CHARACTERS = 1024
+MEMINFO = Path("/proc/meminfo")
+CGROUP_MEMORY = Path("/sys/fs/cgroup")
+
+
+def check_size(n_layers: int, n_highway: int, filters: Tuple[Tuple[int, int], ...], max_characters: int) -> None:
+    """Module counts far above every published biLM's (2 LSTM or 6 transformer layers, 1-2 highway layers,
+    7 filter widths, 50 characters per token), so that a typo is refused before it builds modules for minutes."""
+    for name, value, bound in (("n_layers", n_layers, MAX_LAYERS), ("n_highway", n_highway, MAX_HIGHWAY),
+                               ("filters", len(filters), MAX_FILTER_WIDTHS),
+                               ("max_characters_per_token", max_characters, MAX_CHARACTERS)):
+        if value > bound:
+            raise OptionsError(f"option {name} is {value:,}, more than {bound}, the most spacy-elmo builds (published "
+                               "biLMs stay far below); check the options")
+
+
+def char_cnn_parameters(char_dim: int, filters: Tuple[Tuple[int, int], ...], n_highway: int) -> int:
+    """Parameters of the char embedding, convolutions and highway layers (not the projection after them)."""
+    n_filters = sum(num for _, num in filters)
+    return 262 * char_dim + sum(width * char_dim * num + num for width, num in filters) + \
+        n_highway * 2 * (n_filters * n_filters + n_filters)
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process could still allocate: the kernel's MemAvailable, within a cgroup (container) limit;
+    the machine's memory where neither is known."""
+    found = []
+    try:
+        found += [int(line.split()[1]) * 1024 for line in MEMINFO.read_text().splitlines()
+                  if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit, used = ((CGROUP_MEMORY / name).read_text().strip() for name in ("memory.max", "memory.current"))
+        if limit.isdigit() and used.isdigit():
+            found.append(int(limit) - int(used))
+    except OSError:
+        pass
+    if found:
+        return max(min(found), 0)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(n_parameters: int, sizes: str) -> None:
+    """Refuse, before anything is allocated, a model whose float32 weights exceed the memory available."""
+    needed, available = 4 * n_parameters, available_memory()
+    if available is not None and needed > available:
+        raise OptionsError(f"these options describe a biLM of {n_parameters:,} parameters ({needed / 2**30:.1f} GiB "
+                           f"of float32), more than this machine's {available / 2**30:.1f} GiB of memory available now; "
+                           f"check {sizes}")
 
 
 @dataclass(frozen=True)
@@ -64,31 +120,17 @@ class ElmoOptions:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value < 0):
                 raise OptionsError(f"option lstm.{name} must be a finite number >= 0 or null, found {value!r}")
-        self._check_fits_in_memory()
+        check_size(self.n_layers, self.n_highway, self.filters, self.max_characters_per_token)
+        check_fits_in_memory(self.n_parameters, f"lstm.dim ({self.lstm_dim}), projection_dim ({self.projection_dim}), "
+                                                f"char_cnn.filters ({self.n_filters} filters) and n_layers "
+                                                f"({self.n_layers})")
 
     @property
     def n_parameters(self) -> int:
         """Parameters of the biLM these options describe (char CNN, highways, projection, LSTMs)."""
-        d, f, p, l = self.char_embedding_dim, self.n_filters, self.projection_dim, self.lstm_dim
-        cnn = 262 * d + sum(width * d * num + num for width, num in self.filters)
-        highway = self.n_highway * 2 * (f * f + f)
+        f, p, l = self.n_filters, self.projection_dim, self.lstm_dim
         lstm = self.n_layers * 2 * ((p + p) * 4 * l + 4 * l + l * p)
-        return cnn + highway + f * p + p + lstm
-
-    def _check_fits_in_memory(self) -> None:
-        """Refuse, before anything is allocated, a model whose float32 weights exceed this machine's memory."""
-        needed = 4 * self.n_parameters
-        try:
-            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return
-        if needed > available:
-            raise OptionsError(
-                f"these options describe a biLM of {self.n_parameters:,} parameters ({needed / 2**30:.1f} GiB of "
-                f"float32), more than this machine's {available / 2**30:.1f} GiB of memory; check lstm.dim "
-                f"({self.lstm_dim}), projection_dim ({self.projection_dim}), char_cnn.filters ({self.n_filters} "
-                f"filters) and n_layers ({self.n_layers})"
-            )
+        return char_cnn_parameters(self.char_embedding_dim, self.filters, self.n_highway) + f * p + p + lstm
 
     @property
     def n_filters(self) -> int:

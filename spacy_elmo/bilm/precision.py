@@ -27,25 +27,17 @@ import warnings
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import InputError
-
-PRECISIONS: Tuple[str, ...] = ("fp32", "bf16", "int8")
+from .precision_names import PRECISIONS, check_precision  # noqa: F401 (public here too)
 
 _current: ContextVar[str] = ContextVar("spacy_elmo_precision", default="fp32")
 _derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
-
-
-def check_precision(value: Any, option: str = "precision") -> str:
-    """The value if it names a precision; else one InputError naming the option and the allowed values."""
-    if value not in PRECISIONS:
-        raise InputError(f"{option}: unknown precision {value!r}; use one of {', '.join(PRECISIONS)}")
-    return value
 
 
 @contextmanager

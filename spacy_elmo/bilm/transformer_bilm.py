@@ -21,7 +21,7 @@ from ..errors import InputError, OptionsError
 from . import precision
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
-from .options import ACTIVATIONS
+from .options import ACTIVATIONS, char_cnn_parameters, check_fits_in_memory, check_size
 
 MAX_CHARACTERS_PER_TOKEN = 50
 
@@ -61,10 +61,21 @@ class TransformerOptions:
         if not self.filters or any(w < 1 or n < 1 or w > self.max_characters_per_token for w, n in self.filters):
             raise OptionsError(f"option filters must be [width, count] pairs with width in "
                                f"1..{self.max_characters_per_token}, found {[list(f) for f in self.filters]}")
+        check_size(self.n_layers, self.n_highway, self.filters, self.max_characters_per_token)
+        check_fits_in_memory(self.n_parameters, f"input_dim ({self.input_dim}), hidden_dim ({self.hidden_dim}), "
+                                                f"filters ({self.n_filters} filters) and n_layers ({self.n_layers})")
 
     @property
     def n_filters(self) -> int:
         return sum(num for _, num in self.filters)
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the biLM these options describe (char encoder, then both directions' layers)."""
+        d, h = self.input_dim, self.hidden_dim
+        layer = 4 * (d * d + d) + (d * h + h) + (h * d + d) + 2 * 2 * d
+        encoder = char_cnn_parameters(self.char_embedding_dim, self.filters, self.n_highway) + self.n_filters * d + d
+        return encoder + (2 * d if self.layer_norm else 0) + 2 * (self.n_layers * layer + 2 * d)
 
     @property
     def output_dim(self) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from ..bilm.precision import PRECISIONS
+from ..bilm.precision_names import PRECISIONS
 from .boundary import DEBUG_ENV, ElmoTyper
 from .embed_parts import PART_LINES
 from .params import at_least, choice, filters as check_filters, given, number, parse_filters, plural, split_list
@@ -209,11 +209,16 @@ def embed_command(
     stateful: bool = typer.Option(False, help="Carry LSTM state from batch to batch in file order, as "
                                               "`allennlp elmo` did (default: every line independent)"),
     precision: str = typer.Option("fp32", callback=choice(*PRECISIONS),
-                                  help="fp32 (exact), bf16 or int8 (faster on CPUs with bf16/int8 instructions, "
-                                       "per-token cosine to fp32 >= 0.999 on average); weights stay fp32"),
+                                  help="fp32 (exact), bf16 or int8: per-token cosine to fp32 >= 0.999 on average, "
+                                       "weights stay fp32. Speed against fp32 measured on an AVX2 CPU "
+                                       "(benchmarks/README.md): int8 0.9-1.2x (faster only for the largest "
+                                       "models), bf16 0.7-0.9x; bf16 can be faster only on a CPU with bf16 "
+                                       "instructions (AVX512-BF16, AMX) or a GPU"),
     part_lines: int = typer.Option(PART_LINES, callback=at_least(1),
                                    help="Under torchrun: lines per part file (resumable unit; rounded up to "
                                         "whole sorting chunks of 16 x --batch-size)"),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file (default: refuse, as `export` "
+                                               "and `pretrain` do); an input is never replaced"),
 ) -> None:
     """Write ELMo vectors of every line to HDF5, in the layout of the removed `allennlp elmo` command.
     Under `torchrun --nproc_per_node N` (one or many machines) the processes share the lines; a rerun
@@ -228,16 +233,17 @@ def embed_command(
         raise ElmoError("pass one of --archive, --model, or --options-file and --weight-file")
     if (options_file is None) != (weight_file is None):
         raise ElmoError("pass both --options-file and --weight-file, or neither for the bundled model")
-    check_output(output_file, [input_file, options_file, weight_file, archive])
+    check_output(output_file, [input_file, options_file, weight_file, archive], overwrite)
     embedder = Embedder(resolve_bilm(model, options_file, weight_file, archive), batch_size=batch_size,
                         stateful=stateful, precision=precision)
     rank, size = world()
     if size > 1:
-        count, written = embed_distributed(embedder, input_file, output_file, layers, part_lines)
+        count, written = embed_distributed(embedder, input_file, output_file, layers, part_lines,
+                                           overwrite=overwrite)
         typer.echo(f"rank {rank}/{size}: {plural(written, 'part')} written"
                    + (f"; {plural(count, 'sentence')} -> {output_file}" if rank == 0 else ""), err=True)
         return
-    count = embed_file(embedder, input_file, output_file, layers)
+    count = embed_file(embedder, input_file, output_file, layers, overwrite=overwrite)
     typer.echo(f"{plural(count, 'sentence')} -> {output_file}", err=True)
 
 

@@ -39,7 +39,7 @@ def error_line(err: BaseException) -> str:
     """One line naming what went wrong and what to do about it."""
     if isinstance(err, KeyboardInterrupt):
         name = signal.Signals(err.signum).name if isinstance(err, Interrupted) else "SIGINT"
-        message = f"interrupted ({name}); no partial output was left behind"
+        message = f"interrupted ({name}); {getattr(err, 'left_behind', 'no partial output was left behind')}"
     elif isinstance(err, ElmoError):
         message = str(err)
     elif isinstance(err, OSError):

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..atomic import AtomicOutput, check_target
-from ..bilm.embedder import Embedder
 from ..errors import InputError, OutputError
+
+if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
+    from ..bilm.embedder import Embedder
 
 LAYER_CHOICES = ("all", "top", "average")
 STDIN = "-"
@@ -53,44 +55,58 @@ def select_layers(layers: np.ndarray, which: str) -> np.ndarray:
     raise InputError(f"layers must be one of {LAYER_CHOICES}, found {which!r}")
 
 
-def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]]) -> None:
-    """Refuse, before the model is loaded, an output that is a directory or one of the inputs."""
+def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, Path]]],
+                 overwrite: bool = True) -> None:
+    """Refuse, before the model is loaded, an output that is a directory, lies in an input, or exists
+    without `overwrite`."""
     output = Path(output)
     if output.is_dir():
         raise OutputError(f"output file {output} is a directory; give a file name, e.g. {output / 'elmo.hdf5'}")
-    check_target(output, inputs=[p for p in inputs if p is not None], flag="output file")
+    check_target(output, overwrite=overwrite, inputs=[p for p in inputs if p is not None], flag="output file")
 
 
 def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
-               progress: bool = True) -> int:
+               progress: bool = True, overwrite: bool = True) -> int:
     """Embed every line of `source` (tokens split on whitespace) into `output`; returns the line count.
 
     A blank line is an empty sentence: it gets a dataset with 0 tokens, so dataset i is always line
     i + 1. The file is written next to `output` under a temporary name and renamed when complete, so a
-    failure never leaves a partial file or destroys an existing one.
+    failure never leaves a partial file or destroys an existing one; `overwrite=False` refuses one.
     """
     import h5py
-    from tqdm import tqdm
 
     if layers not in LAYER_CHOICES:
         raise InputError(f"layers must be one of {LAYER_CHOICES}, found {layers!r}")
     lines = read_lines(source)
-    check_output(output, [source])
+    check_output(output, [source], overwrite)
     with AtomicOutput(output, flag="output file") as staging, open(staging.path, "w+b") as handle:
         # h5py on a Python file object: a full disk is an OSError, not HDF5 failing in its finalizers
         with h5py.File(handle, "w") as f:
-            with tqdm(total=len(lines), unit="sentence", file=sys.stderr, disable=not progress) as bar:
+            with token_bar(lines, progress) as bar:
                 write_vectors(f, embedder, lines, layers, bar.update)
             write_sentence_index(f, lines)
     return len(lines)
 
 
+def token_bar(lines: Sequence[str], enabled: bool = True) -> Any:
+    """A progress bar over the tokens of `lines`, with the rate averaged since the start. It moves once a
+    chunk is written (write_vectors), so it shows no rate before one is known and none made up from the
+    burst of lines a chunk yields at once (which once showed 16.69s/sentence for a 17-second job)."""
+    from tqdm import tqdm
+
+    return tqdm(total=sum(len(line.split()) for line in lines), unit="token", unit_scale=True, smoothing=0,
+                file=sys.stderr, disable=not enabled)
+
+
 def write_vectors(f: Any, embedder: Embedder, lines: Sequence[str], layers: str,
                   done: Callable[[int], Any] = lambda n: None, first: int = 0) -> None:
-    """Dataset str(first + i) for each line i into the open HDF5 file `f`; `done(1)` after each."""
-    for i, array in enumerate(embedder.embed_sentences(line.split() for line in lines)):
-        f.create_dataset(str(first + i), data=select_layers(array, layers))
-        done(1)
+    """Dataset str(first + i) for each line i into the open HDF5 file `f`, one Embedder chunk at a time
+    (the same batches as the whole stream); `done(tokens)` after each chunk."""
+    for start in range(0, len(lines), embedder.chunk_size):
+        chunk = [line.split() for line in lines[start : start + embedder.chunk_size]]
+        for i, array in enumerate(embedder.embed_sentences(chunk), first + start):
+            f.create_dataset(str(i), data=select_layers(array, layers))
+        done(sum(len(tokens) for tokens in chunk))
 
 
 def write_sentence_index(f: Any, lines: Sequence[str]) -> None:

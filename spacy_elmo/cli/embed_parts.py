@@ -19,16 +19,16 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
 
 from ..atomic import AtomicOutput
-from ..bilm.embedder import Embedder
-from ..bilm.interface import bilm_config
 from ..errors import InputError, OutputError
-from .embed_file import STDIN, check_output, read_lines, write_sentence_index, write_vectors
+from .embed_file import STDIN, check_output, read_lines, token_bar, write_sentence_index, write_vectors
+
+if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
+    from ..bilm.embedder import Embedder
 
 PART_LINES = 10_000
 BARRIER_TIMEOUT = timedelta(hours=24)  # ranks wait for the slowest; a dead rank ends the job sooner
@@ -60,6 +60,8 @@ def part_path(directory: Path, bounds: Tuple[int, int]) -> Path:
 
 def fingerprint(embedder: Embedder, lines: Sequence[str], layers: str) -> str:
     """What a part's numbers depend on: the lines, the biLM (options and weights), and the settings."""
+    from ..bilm.interface import bilm_config  # torch, which --help does not wait for
+
     digest = hashlib.sha256()
     for line in lines:
         digest.update(line.encode("utf8") + b"\n")
@@ -123,10 +125,8 @@ def barrier() -> None:
 
 
 def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
-                      part_lines: int = PART_LINES, progress: bool = True) -> Tuple[int, int]:
+                      part_lines: int = PART_LINES, progress: bool = True, overwrite: bool = True) -> Tuple[int, int]:
     """This rank's share of `embed_file`, then (rank 0) the merge; returns (lines, parts this rank wrote)."""
-    from tqdm import tqdm
-
     rank, size = world()
     if str(source) == STDIN:
         raise InputError("under torchrun every process reads the input file itself: give a file, not '-' (stdin)")
@@ -136,7 +136,7 @@ def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Unio
     lines = read_lines(source)
     output = Path(output)
     if rank == 0:
-        check_output(output, [source])
+        check_output(output, [source], overwrite)
     key = fingerprint(embedder, lines, layers)
     directory = parts_dir(output)
     try:
@@ -145,8 +145,7 @@ def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Unio
         raise OutputError(f"cannot create the parts directory {directory}: {err.strerror or err}") from None
     bounds = part_bounds(len(lines), part_lines, embedder.chunk_size)
     todo = [b for k, b in enumerate(bounds) if k % size == rank and not part_done(part_path(directory, b), key)]
-    with tqdm(total=sum(end - start for start, end in todo), unit="sentence", file=sys.stderr,
-              disable=not progress or rank != 0) as bar:
+    with token_bar([line for start, end in todo for line in lines[start:end]], progress and rank == 0) as bar:
         for b in todo:
             write_part(embedder, lines, b, part_path(directory, b), layers, key, bar.update)
     barrier()

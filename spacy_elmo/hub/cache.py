@@ -3,10 +3,13 @@
 Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` writes, so a cached model
 is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a model archive, and
 `manifest.json`, written last, only after the files passed the strict options/weights (or archive)
-check. A model without a matching manifest is not cached, whatever else lies in its directory.
+check, with each file's sha256, which loading compares (verify_cached). A model without a matching
+manifest is not cached, whatever else lies in its directory. No command writes into a model's folder
+(protected_paths, used by the output guard in atomic.py).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,7 +17,8 @@ from typing import Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DownloadError
-from .catalogue import PublishedModel
+from .catalogue import MODELS, PublishedModel
+from .default_model import DEFAULT_MODEL_DIR
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
@@ -39,6 +43,13 @@ def cache_root(override: Optional[PathLike] = None) -> Path:
 
 def model_dir(name: str, root: Optional[PathLike] = None) -> Path:
     return cache_root(root) / name
+
+
+def protected_paths() -> Tuple[Path, ...]:
+    """What no command may write into, whatever it reads: every catalogue model's cache folder and the
+    bundled model (a pipeline or a later command loads them by name, not by path)."""
+    root = cache_root()
+    return (*(root / name for name in MODELS), DEFAULT_MODEL_DIR)
 
 
 def model_files(directory: Path) -> Tuple[Path, Path]:
@@ -88,7 +99,51 @@ def is_cached(paths: Tuple[Path, ...]) -> bool:
 
 
 def write_manifest(directory: Path, name: str, files: Dict[str, Dict]) -> None:
-    """Written to a temporary name and renamed, so a crash never leaves a manifest half-written."""
-    tmp = directory / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps({"name": name, "files": files}, indent=2) + "\n", encoding="utf8")
-    os.replace(tmp, directory / MANIFEST_NAME)
+    """Written to a temporary name of this process and renamed, so a crash never leaves a manifest
+    half-written and two processes never write the same temporary file."""
+    tmp = directory / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps({"name": name, "files": files}, indent=2) + "\n", encoding="utf8")
+        os.replace(tmp, directory / MANIFEST_NAME)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_record(path: Path, url: str, sha256: str) -> Dict:
+    """A manifest entry: where the file came from, its sha256, and the (size, mtime) at which it matched."""
+    info = path.stat()
+    return {"url": url, "size": info.st_size, "sha256": sha256, "mtime_ns": info.st_mtime_ns}
+
+
+def verify_cached(name: str, paths: Tuple[Path, ...]) -> None:
+    """Each cached file against the sha256 its manifest recorded. A file whose size and mtime are the
+    ones recorded when it last matched costs a stat; any other is hashed, and a match is recorded (when
+    the cache is writable) so that the next load costs a stat again."""
+    directory = paths[0].parent
+    manifest = read_manifest(directory)
+    files = manifest["files"]
+    changed = False
+    for path in paths:
+        entry = files[path.name]
+        info = path.stat()
+        if (info.st_size, info.st_mtime_ns) == (entry.get("size"), entry.get("mtime_ns")):
+            continue
+        if file_sha256(path) != entry.get("sha256"):
+            raise DownloadError(f"{path} no longer matches the sha256 recorded in {directory / MANIFEST_NAME} when "
+                                f"it was cached (it was changed or damaged on disk); delete it and run `python -m "
+                                f"spacy_elmo download {name}` to fetch it again")
+        entry["mtime_ns"] = info.st_mtime_ns
+        changed = True
+    if changed:
+        try:
+            write_manifest(directory, name, files)
+        except OSError:  # a read-only cache: verified all the same, only not remembered
+            pass

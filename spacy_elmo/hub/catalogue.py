@@ -3,7 +3,9 @@
 Every address is one that the AllenNLP ELMo page (https://allennlp.org/elmo) links to; each entry's
 `sources` says where it was read, so an address can be checked rather than trusted. No size or
 checksum is published for any of these files, so none is recorded: a download is checked against the
-server's Content-Length and then by loading it with the strict options/weights (or archive) check.
+server's Content-Length, by loading it with the strict options/weights (or archive) check, and against
+the sizes recorded here (lstm_dim, projection_dim, n_highway), so that a server offering another valid
+model under a name is refused; the manifest then records each file's sha256, which loading checks.
 An entry is either an LSTM biLM (options.json + HDF5 weights) or one AllenNLP model archive (the
 Transformer ELMo).
 """

@@ -2,8 +2,10 @@
 
 pooch fetches each file into a temporary name and renames it into place only when it is complete and
 its hash (where one is known) matches; filelock lets one process at a time work on a model while others
-wait and then find it cached; the strict options/weights (or archive) check runs before the manifest that
-makes the model count as cached is written. What pooch lacks, resuming with HTTP Range, is ResumingDownloader.
+wait and then find it cached. Each file gets the strict check as soon as it is there (options against the
+catalogue's architecture, the weights with them, or the whole archive), and only a file that fails it is
+removed; the manifest that makes the model count as cached is written last, with each file's sha256, which
+loading checks (cache.verify_cached). What pooch lacks, resuming with HTTP Range, is ResumingDownloader.
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
-from ..errors import DownloadError, ElmoError
-from .cache import (CACHE_ENV, MIRROR_ENV, PathLike, entry_files, is_cached, loadable_path, mirrored, model_dir,
-                    write_manifest)
+from ..errors import DownloadError, ElmoError, OptionsError
+from ..folders import missing_folders, remove_empty
+from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
+                    loadable_path, mirrored, model_dir, verify_cached, write_manifest)
 from .catalogue import PublishedModel, RemoteFile, get_model
 
 CHUNK_BYTES = 1 << 16
@@ -99,10 +102,15 @@ class ResumingDownloader:
         try:
             return session.get(url, headers=headers, stream=True, timeout=TIMEOUT_S)
         except requests.RequestException as err:
+            by_hand = f"download the file by hand to {self.target} and run the download again"
+            if os.environ.get(MIRROR_ENV, "").strip():
+                raise DownloadError(
+                    f"cannot reach {url} ({_reason(err)}) through the mirror {MIRROR_ENV}="
+                    f"{os.environ[MIRROR_ENV].strip()}: check that it is up and serves the published paths, unset "
+                    f"it to use the original servers, or {by_hand}") from None
             raise DownloadError(
                 f"cannot reach {url} ({_reason(err)}); offline or behind a proxy? Set {MIRROR_ENV} to a server "
-                f"with the same paths (e.g. {MIRROR_ENV}=https://mirror.example.org), or download the file by "
-                f"hand to {self.target} and run the download again") from None
+                f"with the same paths (e.g. {MIRROR_ENV}=https://mirror.example.org), or {by_hand}") from None
 
     def _check_space(self, total: Optional[int], start: int) -> None:
         if total is not None and shutil.disk_usage(self.part.parent).free < total - start:
@@ -110,20 +118,29 @@ class ResumingDownloader:
                                 f"needed in {self.part.parent}); free space, or set {CACHE_ENV} or --dir to a larger disk")
 
     def _stream(self, response, start: int, total: Optional[int]) -> int:
-        """Bytes in the .part file when the stream ends, whether it ended cleanly or dropped."""
-        import requests
-        from tqdm import tqdm
+        """Bytes in the .part file when the stream ends, whether it ended cleanly or dropped.
 
-        with open(self.part, "ab" if start else "wb") as out, \
+        The body is read one network read at a time (urllib3's read1) and written unbuffered, so a drop
+        or a kill loses nothing that was received. (requests' iter_content fills a whole chunk first and
+        loses it when the connection drops inside it: a line that drops every 50 KB never kept a byte.)
+        """
+        from tqdm import tqdm
+        from urllib3.exceptions import HTTPError
+
+        with open(self.part, "ab" if start else "wb", buffering=0) as out, \
                 tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                      desc=self.target.name, disable=not self.progress) as bar:
-            try:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except requests.RequestException:
-                if total is None:
-                    raise _Dropped(out.tell(), None) from None
+            while True:
+                try:
+                    chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+                except (HTTPError, ConnectionError, TimeoutError):
+                    if total is None:
+                        raise _Dropped(out.tell(), None) from None
+                    break
+                if not chunk:
+                    break
+                out.write(chunk)
+                bar.update(len(chunk))
             return out.tell()
 
 
@@ -189,6 +206,12 @@ def _fetch_file(remote: RemoteFile, path: Path, progress: bool = True) -> None:
                             "run the download again") from None
     except OSError as err:
         raise _write_error(err, path) from None
+    except KeyboardInterrupt as err:
+        kept = downloader.part.stat().st_size if downloader.part.is_file() else 0
+        if kept:
+            err.left_behind = (f"the partial download {downloader.part} ({kept:,} bytes) is kept: run the same "
+                               "command again to resume")
+        raise
 
 
 @contextmanager
@@ -208,45 +231,72 @@ def _exclusive(lock_path: Path, name: str) -> Iterator[None]:
         lock.release()
 
 
-def _accept(model: PublishedModel, paths: Tuple[Path, ...]) -> None:
-    """Load the files with the strict check (options/weights, or the whole archive); only then write the
-    manifest. Files that fail are removed."""
-    from pooch import file_hash
-
-    from ..bilm.archive import load_archive
+def _check_file(model: PublishedModel, paths: Tuple[Path, ...], path: Path) -> None:
+    """The strict check of one fetched file, before the next one is fetched: options.json on its own and
+    against the catalogue's architecture, the weights with those options, an archive whole and against
+    the catalogue. Only a file that fails is removed (the next run fetches it again): one that passed,
+    downloaded or put there by hand, is never lost to another file's failure."""
+    from ..bilm.archive import load_archive  # torch: only once a download is checked
+    from ..bilm.options import ElmoOptions
     from ..bilm.weights import load_bilm
 
+    what = "model archive" if model.archive is not None else "weights" if path.name == WEIGHTS_NAME else "options"
     try:
-        if model.archive is not None:
-            load_archive(*paths)
-        else:
+        if what == "weights":
             load_bilm(*paths)
+        else:
+            _check_architecture(model, load_archive(path).options if what == "model archive"
+                                else ElmoOptions.from_file(path))
     except ElmoError as err:
-        for path in paths:
-            path.unlink(missing_ok=True)
-        check = "model archive" if model.archive is not None else "options/weights"
-        raise DownloadError(f"the files of '{model.name}' failed the {check} check and were removed "
-                            f"from the cache ({err}); run the download again") from None
-    write_manifest(paths[0].parent, model.name, {
-        path.name: {"url": remote.url, "size": path.stat().st_size, "sha256": file_hash(str(path))}
-        for remote, path in zip(model.remotes, paths)})
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{path.name} of '{model.name}' failed the {what} check and was removed from the "
+                            f"cache ({err}); run the download again") from None
+
+
+def _check_architecture(model: PublishedModel, options: Any) -> None:
+    """Sizes the catalogue records for the published model, where it records them: a server (a mirror)
+    that offers another valid model under this name is refused, not cached."""
+    found = {"LSTM size": getattr(options, "lstm_dim", None), "projection size": options.output_dim // 2,
+             "highway layers": options.n_highway}
+    published = {"LSTM size": model.lstm_dim, "projection size": model.projection_dim,
+                 "highway layers": model.n_highway}
+    wrong = [f"{key} {found[key]} (published: {value})" for key, value in published.items()
+             if value is not None and found[key] != value]
+    if wrong:
+        mirror = os.environ.get(MIRROR_ENV, "").strip()
+        raise OptionsError(f"not the published '{model.name}' model: {', '.join(wrong)}"
+                           + (f"; check the mirror {MIRROR_ENV}={mirror}" if mirror else ""))
+
+
+def _download(model: PublishedModel, directory: Path, paths: Tuple[Path, ...], progress: bool) -> None:
+    """Fetch and check every file, then write the manifest that makes the model cached. Folders this
+    made are removed again on failure if they stayed empty (a kept .part is not empty)."""
+    created = missing_folders(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _exclusive(directory.parent / f".{model.name}.lock", model.name):
+            if is_cached(paths):
+                return
+            for remote, path in zip(model.remotes, paths):
+                _fetch_file(remote, path, progress)
+                _check_file(model, paths, path)
+            write_manifest(directory, model.name, {path.name: file_record(path, remote.url, file_sha256(path))
+                                                   for remote, path in zip(model.remotes, paths)})
+    except BaseException as err:
+        remove_empty(created)
+        if isinstance(err, OSError):
+            raise _write_error(err, directory) from None
+        raise
 
 
 def fetch_model(name: str, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Path:
     """A catalogue model in the cache, as the path load_any_bilm reads: the folder holding options.json +
-    weights.hdf5, or the model archive. Found without any request when cached, else downloaded,
-    checked and cached first."""
+    weights.hdf5, or the model archive. Found without any request when cached (and checked against the
+    sha256 its manifest recorded, see verify_cached), else downloaded, checked and cached first."""
     model = get_model(name)
     directory = model_dir(name, cache_dir)
     paths = entry_files(model, directory)
     if not is_cached(paths):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with _exclusive(directory.parent / f".{name}.lock", name):
-                if not is_cached(paths):
-                    for remote, path in zip(model.remotes, paths):
-                        _fetch_file(remote, path, progress)
-                    _accept(model, paths)
-        except OSError as err:
-            raise _write_error(err, directory) from None
+        _download(model, directory, paths, progress)
+    verify_cached(name, paths)
     return loadable_path(model, directory)

@@ -9,7 +9,7 @@ are wrapped to put them back on every Doc that carries `doc._.elmo`; after a dir
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 from spacy.language import Language
@@ -136,9 +136,38 @@ def _restoring(method: Callable[..., Iterator[Any]], doc_of: Callable[[Any, dict
     return restoring
 
 
+def _strip_hooks(docs: Iterable[Doc]) -> Iterator[Doc]:
+    """The last step of an `nlp.pipe(n_process=...)` worker: the ELMo hooks off each Doc before spaCy
+    serializes it, which would warn (W109) that hooks are lost; the parent's `Language.pipe` puts them
+    back. Hooks that are not ours stay, and so does spaCy's warning about them."""
+    ours = {token_vector, token_has_vector, span_vector, span_has_vector, doc_vector, doc_has_vector,
+            doc_vector_norm, similarity}
+    for doc in docs:
+        for hooks in (doc.user_hooks, doc.user_token_hooks, doc.user_span_hooks):
+            for key in [key for key, hook in hooks.items() if hook in ours]:
+                del hooks[key]
+        yield doc
+
+
+def _stripping_in_workers(method: Callable[..., Iterator[Doc]]) -> Callable[..., Iterator[Doc]]:
+    """`Language._multiprocessing_pipe` with `_strip_hooks` after the worker's components."""
+    if getattr(method, "_strips_elmo_hooks", False):
+        return method
+
+    @functools.wraps(method)
+    def stripping(self: Language, texts: Any, pipes: Iterable[Callable[..., Iterator[Doc]]], *args: Any,
+                  **kwargs: Any) -> Iterator[Doc]:
+        return method(self, texts, [*pipes, _strip_hooks], *args, **kwargs)
+
+    stripping._strips_elmo_hooks = True  # type: ignore[attr-defined]
+    return stripping
+
+
 def install_hook_restoring() -> None:
-    """Wrap the two spaCy paths that rebuild Docs from bytes, so ELMo vectors come back by themselves."""
+    """Wrap the two spaCy paths that rebuild Docs from bytes, so ELMo vectors come back by themselves,
+    and the workers of `nlp.pipe(n_process=...)`, so that they do not warn that the hooks are lost."""
     Language.pipe = _restoring(Language.pipe, lambda item, kwargs: item[0] if kwargs.get("as_tuples") else item)
+    Language._multiprocessing_pipe = _stripping_in_workers(Language._multiprocessing_pipe)
     DocBin.get_docs = _restoring(DocBin.get_docs, lambda item, kwargs: item)
 
 

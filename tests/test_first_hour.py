@@ -1,0 +1,60 @@
+"""What a newcomer meets first (issue 17): a fast `--help`, tests that say in one line what they miss,
+and a spaCy training run that cannot get its model stopping with one line and no empty output folder."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from conftest import ROOT
+
+
+def run(*command, **kwargs):
+    return subprocess.run([*map(str, command)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **kwargs.pop("env", {})}, **kwargs)
+
+
+def test_help_imports_neither_torch_nor_spacy():
+    """torch and spaCy take most of a second each to import (7-10 s on a loaded machine): --help needs neither."""
+    script = ("import runpy, sys; sys.argv = ['spacy_elmo', '--help']\n"
+              "try:\n    runpy.run_module('spacy_elmo', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('torch', 'spacy', 'thinc', 'h5py') if m in sys.modules))")
+    result = run(sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: python -m spacy_elmo" in result.stdout and result.stdout.strip().endswith("[]"), result.stdout
+    start = time.perf_counter()
+    assert run(sys.executable, "-m", "spacy_elmo", "--help").returncode == 0
+    print(f"python -m spacy_elmo --help: {time.perf_counter() - start:.2f} s")
+
+
+def test_without_the_shared_folder_the_tests_stop_with_one_line(tmp_path):
+    copy = tmp_path / "checkout"
+    shutil.copytree(ROOT / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy)
+    env = {k: v for k, v in os.environ.items() if k != "SPACY_ELMO_SHARED"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"], cwd=copy,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 4 and result.stdout == "", result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Exit: spacy-elmo tests need the project's shared folder, not found at {tmp_path}")
+    assert "fixtures/elmo-allennlp/lm_weights.hdf5" in lines[0] and "set SPACY_ELMO_SHARED" in lines[0]
+
+
+def test_spacy_train_that_cannot_get_its_model_stops_with_one_line(tmp_path):
+    """The README's NER example with `name = "original"` offline: one `Error:` line, no traceback, and the
+    output folder spaCy made for the run removed again (it is empty)."""
+    from spacy.tokens import DocBin
+
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    output = tmp_path / "training" / "ner"
+    result = run(sys.executable, "-m", "spacy", "train", ROOT / "configs" / "elmo_ner.cfg", "--output", output,
+                 "--paths.train", tmp_path / "empty.spacy", "--paths.dev", tmp_path / "empty.spacy",
+                 "--components.elmo.model.name", "original",
+                 env={"SPACY_ELMO_MIRROR": "http://127.0.0.1:9", "SPACY_ELMO_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 1, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    errors = [line for line in shown.splitlines() if line.startswith("Error:")]
+    assert "Traceback" not in shown and len(errors) == 1, shown[-3000:]
+    assert errors[0].startswith("Error: cannot reach http://127.0.0.1:9/allennlp/models/elmo/2x4096_512_2048cnn_2xhighway")
+    assert not (tmp_path / "training").exists()
