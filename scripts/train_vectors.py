@@ -33,10 +33,12 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         text = Path(tmp) / "text.txt"
+        tokens = 0
         with text.open("wb") as out:
             for path in files:
-                out.write(path.read_bytes())
-        tokens = sum(len(line.split()) for line in text.read_text(encoding="utf8").splitlines())
+                data = path.read_bytes()
+                out.write(data)
+                tokens += len(data.decode("utf8").split())
         start = time.time()
         model = floret.train_unsupervised(str(text), thread=args.threads, verbose=0, **SETTINGS)
         seconds = time.time() - start

@@ -132,10 +132,10 @@ def sst_and_vectors(data_dir, convert_sst, tmp_path_factory):
     """40 SST training trees and 20 dev ones as `scripts/convert_sst.py` writes them, and a tiny floret table."""
     out = tmp_path_factory.mktemp("sst")
     vocab = spacy.blank("en").vocab
+    trees = convert_sst.read_trees(data_dir / "sst" / "train.txt")
     paths = {}
     for split, lines in (("train", slice(0, 40)), ("dev", slice(40, 60))):
-        trees = convert_sst.read_trees(data_dir / "sst" / "train.txt")[lines]
-        paths["sst", split] = write_docbin(convert_sst.trees_to_docs(trees, vocab), out / f"sst-{split}.spacy")
+        paths["sst", split] = write_docbin(convert_sst.trees_to_docs(trees[lines], vocab), out / f"sst-{split}.spacy")
     nlp = spacy.blank("en")
     table = numpy.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     nlp.vocab.vectors = Vectors(data=table, mode="floret", minn=4, maxn=5, hash_count=2)
