@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from spacy_elmo import BiLM, ElmoOptions, WeightsError, load_bilm, save_bilm  # noqa: E402
 from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
-from spacy_elmo.bilm.embedder import Embedder  # noqa: E402
+from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS  # noqa: E402
 
 EWT_DEV = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_bilm import DATA, SIZES, random_bilm, read_conllu  # noqa: E402
-from spacy_elmo.bilm.embedder import Embedder  # noqa: E402
+from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
 from spacy_elmo.bilm.precision import PRECISIONS, native_bf16  # noqa: E402
 from spacy_elmo.bilm.weights import load_bilm  # noqa: E402

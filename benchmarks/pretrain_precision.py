@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from spacy_elmo.atomic import atomic_write_text  # noqa: E402
 from spacy_elmo.bilm.precision import native_bf16  # noqa: E402
-from spacy_elmo.training.trainer import PRECISIONS, load_checkpoint  # noqa: E402
+from spacy_elmo.training.checkpoint import load_checkpoint  # noqa: E402
+from spacy_elmo.training.config import PRECISIONS  # noqa: E402
 
 
 def pretrain_command(args: argparse.Namespace, precision: str, run: Path) -> List[str]:

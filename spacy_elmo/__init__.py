@@ -2,24 +2,36 @@
 from importlib import import_module
 from typing import Any, List
 
+from .atomic import protect
 from .errors import ElmoError, InputError, OptionsError, WeightsError
+from .hub.cache import protected_paths
+
+protect(protected_paths)  # no output of any command may land in a cached or bundled model
 
 __version__ = "0.1.0"
 
 # Each public name is imported from its module on first use, so that the command line (`--help` in
 # particular) does not wait for torch, and users of the plain biLM never import spaCy.
+#
+# Generic names belong to the interface of both biLM kinds (ContextualBiLM, BiLMOptions, load_any_bilm);
+# each kind's own names say its kind (LstmBiLM, LstmOptions, load_lstm_bilm, save_lstm_bilm;
+# TransformerBiLM, TransformerOptions). The LSTM's names from before the transformer biLM existed
+# stay as aliases: BiLM = LstmBiLM, ElmoOptions = LstmOptions, load_bilm = load_lstm_bilm,
+# save_bilm = save_lstm_bilm.
 _PUBLIC = {
     "load_archive": ".bilm.archive", "write_archive": ".bilm.archive",
     "CharBatch": ".bilm.char_ids", "batch_to_ids": ".bilm.char_ids", "token_to_ids": ".bilm.char_ids",
-    "Embedder": ".bilm.embedder",
-    "ContextualBiLM": ".bilm.interface", "load_any_bilm": ".bilm.interface",
-    "BiLM": ".bilm.lstm_bilm",
-    "ElmoOptions": ".bilm.options",
+    "Embedder": ".embedder",
+    "BiLMOptions": ".bilm.interface", "ContextualBiLM": ".bilm.interface",
+    "bilm_config": ".bilm.loading", "bilm_from_config": ".bilm.loading", "load_any_bilm": ".bilm.loading",
+    "BiLM": ".bilm.lstm_bilm", "LstmBiLM": ".bilm.lstm_bilm",
+    "ElmoOptions": ".bilm.options", "LstmOptions": ".bilm.options", "TransformerOptions": ".bilm.options",
     "ScalarMix": ".bilm.scalar_mix",
-    "TransformerBiLM": ".bilm.transformer_bilm", "TransformerOptions": ".bilm.transformer_bilm",
-    "load_bilm": ".bilm.weights", "read_weights": ".bilm.weights", "save_bilm": ".bilm.weights",
-    "write_weights": ".bilm.weights",
+    "TransformerBiLM": ".bilm.transformer_bilm",
+    "load_bilm": ".bilm.weights", "load_lstm_bilm": ".bilm.weights", "read_weights": ".bilm.weights",
+    "save_bilm": ".bilm.weights", "save_lstm_bilm": ".bilm.weights", "write_weights": ".bilm.weights",
     "restore_hooks": ".pipeline.hooks",
+    "install_patches": ".pipeline.spacy_patches", "uninstall_patches": ".pipeline.spacy_patches",
 }
 __all__ = ["ElmoError", "InputError", "OptionsError", "WeightsError", *_PUBLIC]
 

@@ -4,8 +4,8 @@ Every file or directory spacy-elmo writes is built under a temporary name beside
 renamed into place when complete. Temporary names carry the writer's process id, so the next run
 can tell the leftovers of a killed run (removed, with a warning) from those of a live one (an
 error: two runs must not write the same output). New outputs get the umask's permissions; a
-replaced file keeps its mode. Interrupts (SIGINT, SIGTERM) are recorded, so a commit never
-happens after one, even if some library swallowed the exception it raised.
+replaced file keeps its mode. A commit never happens after an interrupt (see `signals`), even if
+some library swallowed the exception it raised.
 """
 from __future__ import annotations
 
@@ -13,83 +13,26 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import stat
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from .errors import OutputError
-from .hub.cache import protected_paths
+from .signals import check_not_interrupted
 
 logger = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".spacy-elmo-tmp"
 PathLike = Union[str, Path]
 
-_received: list = []
+_protected: List[Callable[[], Iterable[Path]]] = []
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived: unwind (removing temp files) and exit with 128 + the signal number."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def received_signal() -> Optional[int]:
-    """The first interrupting signal this process received while signals were handled, if any."""
-    return _received[0] if _received else None
-
-
-def _raise_interrupt(signum: int, frame) -> None:
-    _received.append(signum)
-    raise Interrupted(signum)
-
-
-@contextmanager
-def handled_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise `Interrupted` (so `finally` blocks remove temp files) and are remembered;
-    SIGXFSZ is ignored, so exceeding a file size limit is an error like a full disk."""
-    _received.clear()
-    previous = {}
-    handlers = {signal.SIGINT: _raise_interrupt, signal.SIGTERM: _raise_interrupt}
-    if hasattr(signal, "SIGXFSZ"):  # a file size limit: let the write fail with EFBIG instead of killing us
-        handlers[signal.SIGXFSZ] = signal.SIG_IGN
-    for signum, handler in handlers.items():
-        try:
-            previous[signum] = signal.signal(signum, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    unraisable_hook = sys.unraisablehook
-    sys.unraisablehook = _quiet_interrupts(unraisable_hook)
-    try:
-        yield
-    finally:
-        sys.unraisablehook = unraisable_hook
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        _received.clear()
-
-
-def _quiet_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
-    """An interrupt raised where Python cannot propagate it (a finalizer, a weakref callback) is ignored
-    with a printed traceback; it is recorded already, so print nothing."""
-
-    def quiet(unraisable: Any) -> None:
-        if not isinstance(unraisable.exc_value, Interrupted):
-            hook(unraisable)
-
-    return quiet
-
-
-def check_not_interrupted() -> None:
-    """Raise if a signal was received, even one whose exception a library swallowed."""
-    signum = received_signal()
-    if signum is not None:
-        raise Interrupted(signum)
+def protect(folders: Callable[[], Iterable[Path]]) -> None:
+    """Add folders no output may be written into, asked for at each check (the package registers the
+    model cache's folders and the bundled model, spacy_elmo/__init__.py: this module stays below hub/)."""
+    if folders not in _protected:
+        _protected.append(folders)
 
 
 def _umask() -> int:
@@ -151,7 +94,8 @@ def refuse_inputs(output: PathLike, inputs: Iterable[PathLike], flag: str = "out
     out = Path(output).resolve()
     linked = _hard_linked(out)
     named = [(Path(i), f"the input {i}") for i in inputs if str(i) != "-"]
-    for item, what in (*named, *((p, f"the model folder {p}") for p in protected_paths())):
+    folders = [(p, f"the model folder {p}") for source in _protected for p in source()]
+    for item, what in (*named, *folders):
         source = item.resolve()
         if source == out or source in out.parents or out in source.parents or \
                 (linked is not None and _holds_file(source, linked)):

@@ -30,6 +30,17 @@ def pytest_configure(config):
         pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """On a shared 2-core machine torch's OpenMP threads spin against other processes (100x slower)."""
+    import torch  # not at import: pytest_configure must be able to stop first, in a second
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     """The official tiny model and its TensorFlow reference outputs."""

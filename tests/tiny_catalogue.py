@@ -1,5 +1,7 @@
-"""The catalogue's `small` and `transformer` entries resized to the fixture models that the hub tests'
-server offers at their addresses (a download is checked against the catalogue's sizes). Run as a script,
+"""Catalogue entries resized to the fixture models that the test servers offer at their addresses (a
+download is checked against the catalogue's sizes): the LSTM test biLM for an LSTM entry, the
+Transformer-ELMo test archive for an archive entry. The hub tests resize `small` and `transformer`,
+the docs test every entry (through a sitecustomize that calls `install`). Run as a script,
 it is the command line with that catalogue: `tiny_catalogue.py ARGS` is `python -m spacy_elmo ARGS`,
 `tiny_catalogue.py spacy ARGS` is `python -m spacy ARGS`."""
 import dataclasses
@@ -7,16 +9,22 @@ import sys
 
 from spacy_elmo.hub import MODELS
 
-FIXTURE_SIZES = {"small": {"lstm_dim": 64, "projection_dim": 16, "n_highway": 2},
-                 "transformer": {"projection_dim": 16, "n_highway": 1}}
+LSTM_FIXTURE = {"lstm_dim": 64, "projection_dim": 16, "n_highway": 2}
+ARCHIVE_FIXTURE = {"projection_dim": 16, "n_highway": 1}
 
 
-def resized():
-    return {name: dataclasses.replace(MODELS[name], **sizes) for name, sizes in FIXTURE_SIZES.items()}
+def resized(*names: str):
+    """The entries `names` (all without names), sized as the fixtures."""
+    return {name: dataclasses.replace(MODELS[name], **(ARCHIVE_FIXTURE if MODELS[name].archive else LSTM_FIXTURE))
+            for name in names or tuple(MODELS)}
+
+
+def install(*names: str) -> None:
+    MODELS.update(resized(*names))
 
 
 if __name__ == "__main__":
-    MODELS.update(resized())
+    install("small", "transformer")
     if sys.argv[1:2] == ["spacy"]:
         from spacy.cli import setup_cli
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from . import precision
 from .char_ids import N_CHARACTERS, PADDING_CHAR
-from .options import ElmoOptions
+from .options import LstmOptions
 
 PADDING_ID = PADDING_CHAR + 1
 
@@ -56,7 +56,7 @@ class CharCNN(nn.Module):
         self.reset_parameters()
 
     @classmethod
-    def from_options(cls, options: ElmoOptions) -> "CharCNN":
+    def from_options(cls, options: LstmOptions) -> "CharCNN":
         return cls(options.char_embedding_dim, options.filters, options.n_highway, options.activation,
                    options.projection_dim)
 

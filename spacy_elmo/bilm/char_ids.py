@@ -67,15 +67,18 @@ class CharBatch:
     tokens: Tuple[str, ...] = ()
 
     @classmethod
-    def from_sentences(cls, sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> "CharBatch":
-        lengths = np.array([len(s) + 2 for s in sentences], dtype=np.int64)
-        width = int(lengths.max()) if len(sentences) else 2
+    def from_sentences(cls, sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS,
+                       boundaries: bool = True) -> "CharBatch":
+        """`boundaries=False` takes each row as it is: training windows hold their own <S> and </S>."""
+        first, last = ((BOS,), (EOS,)) if boundaries else ((), ())
+        lengths = np.array([len(s) + len(first) + len(last) for s in sentences], dtype=np.int64)
+        width = int(lengths.max()) if len(sentences) else len(first) + len(last)
         index = np.zeros((len(sentences), width), dtype=np.int64)
         rows: Dict[str, int] = {BOS: 0}
         for b, sentence in enumerate(sentences):
-            for t, token in enumerate((BOS, *sentence, EOS)):
+            for t, token in enumerate((*first, *sentence, *last)):
                 if not isinstance(token, str):
-                    raise InputError(f"sentence {b}: token {t - 1} is {type(token).__name__}, expected str")
+                    raise InputError(f"sentence {b}: token {t - len(first)} is {type(token).__name__}, expected str")
                 index[b, t] = rows.setdefault(token, len(rows))
         unique = np.empty((len(rows), max_chars), dtype=np.int64)
         for token, row in rows.items():

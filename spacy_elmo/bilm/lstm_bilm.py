@@ -1,4 +1,4 @@
-"""The ELMo biLM: char CNN token vectors fed to forward and backward LSTM stacks (elmo-spec §4-5)."""
+"""The LSTM ELMo biLM: char CNN token vectors fed to forward and backward LSTM stacks (elmo-spec §4-5)."""
 from __future__ import annotations
 
 from typing import ClassVar, Optional
@@ -8,7 +8,7 @@ import torch
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
 from .lstm import ElmoLstm, LstmState
-from .options import ElmoOptions
+from .options import LstmOptions
 
 
 def reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -18,7 +18,7 @@ def reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.where(flipped >= 0, flipped, positions)
 
 
-class BiLM(ContextualBiLM):
+class LstmBiLM(ContextualBiLM):
     """Returns N + 1 layers of width 2P: [x; x], then [forward; backward] of each LSTM layer.
 
     Stateless by default: every sentence starts from a zero state. With `stateful=True` the final
@@ -28,7 +28,7 @@ class BiLM(ContextualBiLM):
 
     supports_state: ClassVar[bool] = True
 
-    def __init__(self, options: ElmoOptions, dropout: float = 0.0) -> None:
+    def __init__(self, options: LstmOptions, dropout: float = 0.0) -> None:
         super().__init__()
         self.options = options
         self.char_cnn = CharCNN.from_options(options)
@@ -77,3 +77,7 @@ class BiLM(ContextualBiLM):
             old_hidden[:, :, :rows] = hidden
             cell, hidden = old_cell, old_hidden
         self._state = (cell, hidden)
+
+
+BiLM = LstmBiLM
+"""The LSTM biLM under its name before the transformer biLM existed."""

@@ -1,4 +1,5 @@
-"""The biLM hyper-parameters, read from and written to the official options.json layout."""
+"""The hyper-parameters of both biLM kinds, validated; no torch here, so that configs, checkpoints and the
+command line can read them cheaply. An LSTM's are read from and written to the official options.json layout."""
 from __future__ import annotations
 
 import json
@@ -18,24 +19,6 @@ MAX_FILTER_WIDTHS = 64
 MAX_CHARACTERS = 1024
 MEMINFO = Path("/proc/meminfo")
 CGROUP_MEMORY = Path("/sys/fs/cgroup")
-
-
-def check_size(n_layers: int, n_highway: int, filters: Tuple[Tuple[int, int], ...], max_characters: int) -> None:
-    """Module counts far above every published biLM's (2 LSTM or 6 transformer layers, 1-2 highway layers,
-    7 filter widths, 50 characters per token), so that a typo is refused before it builds modules for minutes."""
-    for name, value, bound in (("n_layers", n_layers, MAX_LAYERS), ("n_highway", n_highway, MAX_HIGHWAY),
-                               ("filters", len(filters), MAX_FILTER_WIDTHS),
-                               ("max_characters_per_token", max_characters, MAX_CHARACTERS)):
-        if value > bound:
-            raise OptionsError(f"option {name} is {value:,}, more than {bound}, the most spacy-elmo builds (published "
-                               "biLMs stay far below); check the options")
-
-
-def char_cnn_parameters(char_dim: int, filters: Tuple[Tuple[int, int], ...], n_highway: int) -> int:
-    """Parameters of the char embedding, convolutions and highway layers (not the projection after them)."""
-    n_filters = sum(num for _, num in filters)
-    return 262 * char_dim + sum(width * char_dim * num + num for width, num in filters) + \
-        n_highway * 2 * (n_filters * n_filters + n_filters)
 
 
 def available_memory() -> Optional[int]:
@@ -70,71 +53,102 @@ def check_fits_in_memory(n_parameters: int, sizes: str) -> None:
                            f"check {sizes}")
 
 
-@dataclass(frozen=True)
-class ElmoOptions:
-    """Architecture of a biLM; field names follow the keys of options.json."""
+def _check_positive(options: Any, names: Tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise OptionsError(f"option {name} must be a positive integer, found {value!r}")
 
-    kind: ClassVar[str] = "lstm"
-    lstm_dim: int
-    projection_dim: int
+
+@dataclass(frozen=True, kw_only=True)
+class CharCnnOptions:
+    """The char CNN both biLM kinds start with. Each kind names these fields in its error messages
+    as its saved layout does (`prefix`: "char_cnn." in an LSTM's options.json)."""
+
+    prefix: ClassVar[str] = ""
     filters: Tuple[Tuple[int, int], ...]
     char_embedding_dim: int
-    n_layers: int = 2
-    cell_clip: Optional[float] = 3.0
-    proj_clip: Optional[float] = 3.0
-    use_skip_connections: bool = True
     n_highway: int = 0
     activation: str = "relu"
     max_characters_per_token: int = 50
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        for name in ("lstm_dim", "projection_dim", "char_embedding_dim", "n_layers", "max_characters_per_token"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OptionsError(f"option {name} must be a positive integer, found {value!r}")
+        object.__setattr__(self, "filters", tuple(tuple(pair) for pair in self.filters))
+        _check_positive(self, ("char_embedding_dim", "max_characters_per_token"))
+        where = f"option {self.prefix}"
+        if not isinstance(self.n_highway, int) or isinstance(self.n_highway, bool) or self.n_highway < 0:
+            raise OptionsError(f"{where}n_highway must be an integer >= 0, found {self.n_highway!r}")
+        if self.activation not in ACTIVATIONS:
+            raise OptionsError(f"{where}activation must be one of {ACTIVATIONS}, found {self.activation!r}")
+        if self.max_characters_per_token < 3:
+            raise OptionsError(f"{where}max_characters_per_token must be at least 3")
+        if not self.filters:
+            raise OptionsError(f"{where}filters must list at least one [width, n_filters] pair")
+        for pair in self.filters:
+            if len(pair) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair) or \
+                    not 1 <= pair[0] <= self.max_characters_per_token or pair[1] < 1:
+                raise OptionsError(f"{where}filters has an invalid pair {list(pair)}: width must be in "
+                                   f"1..{self.max_characters_per_token} and the filter count positive")
+
+    @property
+    def n_filters(self) -> int:
+        return sum(num for _, num in self.filters)
+
+    @property
+    def char_cnn_parameters(self) -> int:
+        """Parameters of the char embedding, convolutions and highway layers (not the projection after them)."""
+        n_filters, dim = self.n_filters, self.char_embedding_dim
+        return 262 * dim + sum(width * dim * num + num for width, num in self.filters) + \
+            self.n_highway * 2 * (n_filters * n_filters + n_filters)
+
+    def check_size(self, n_layers: int, sizes: str) -> None:
+        """Refuse, before any module is built, counts far above every published biLM's (2 LSTM or 6 transformer
+        layers, 1-2 highway layers, 7 filter widths, 50 characters per token), which are typos, and a model
+        (`n_parameters`, which each kind defines) larger than this machine's memory."""
+        for name, value, bound in (("n_layers", n_layers, MAX_LAYERS), ("n_highway", self.n_highway, MAX_HIGHWAY),
+                                   ("filters", len(self.filters), MAX_FILTER_WIDTHS),
+                                   ("max_characters_per_token", self.max_characters_per_token, MAX_CHARACTERS)):
+            if value > bound:
+                raise OptionsError(f"option {name} is {value:,}, more than {bound}, the most spacy-elmo builds "
+                                   "(published biLMs stay far below); check the options")
+        check_fits_in_memory(self.n_parameters, sizes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LstmOptions(CharCnnOptions):
+    """Architecture of an LSTM biLM; field names follow the keys of options.json."""
+
+    kind: ClassVar[str] = "lstm"
+    prefix: ClassVar[str] = "char_cnn."
+    lstm_dim: int
+    projection_dim: int
+    n_layers: int = 2
+    cell_clip: Optional[float] = 3.0
+    proj_clip: Optional[float] = 3.0
+    use_skip_connections: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, ("lstm_dim", "projection_dim", "n_layers"))
         if self.projection_dim > self.lstm_dim:
             raise OptionsError(
                 f"option lstm.projection_dim ({self.projection_dim}) must not exceed lstm.dim ({self.lstm_dim})"
             )
-        if not isinstance(self.n_highway, int) or isinstance(self.n_highway, bool) or self.n_highway < 0:
-            raise OptionsError(f"option char_cnn.n_highway must be an integer >= 0, found {self.n_highway!r}")
-        if self.activation not in ACTIVATIONS:
-            raise OptionsError(
-                f"option char_cnn.activation must be one of {ACTIVATIONS}, found {self.activation!r}"
-            )
-        if self.max_characters_per_token < 3:
-            raise OptionsError("option char_cnn.max_characters_per_token must be at least 3")
-        if not self.filters:
-            raise OptionsError("option char_cnn.filters must list at least one [width, n_filters] pair")
-        for pair in self.filters:
-            width, num = pair
-            if not all(isinstance(x, int) and not isinstance(x, bool) for x in pair) or \
-                    width < 1 or num < 1 or width > self.max_characters_per_token:
-                raise OptionsError(
-                    f"option char_cnn.filters has an invalid pair {list(pair)}: width must be in "
-                    f"1..{self.max_characters_per_token} and the filter count positive"
-                )
         for name in ("cell_clip", "proj_clip"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value < 0):
                 raise OptionsError(f"option lstm.{name} must be a finite number >= 0 or null, found {value!r}")
-        check_size(self.n_layers, self.n_highway, self.filters, self.max_characters_per_token)
-        check_fits_in_memory(self.n_parameters, f"lstm.dim ({self.lstm_dim}), projection_dim ({self.projection_dim}), "
-                                                f"char_cnn.filters ({self.n_filters} filters) and n_layers "
-                                                f"({self.n_layers})")
+        self.check_size(self.n_layers, f"lstm.dim ({self.lstm_dim}), projection_dim ({self.projection_dim}), "
+                                       f"char_cnn.filters ({self.n_filters} filters) and n_layers ({self.n_layers})")
 
     @property
     def n_parameters(self) -> int:
         """Parameters of the biLM these options describe (char CNN, highways, projection, LSTMs)."""
         f, p, l = self.n_filters, self.projection_dim, self.lstm_dim
         lstm = self.n_layers * 2 * ((p + p) * 4 * l + 4 * l + l * p)
-        return char_cnn_parameters(self.char_embedding_dim, self.filters, self.n_highway) + f * p + p + lstm
-
-    @property
-    def n_filters(self) -> int:
-        return sum(num for _, num in self.filters)
+        return self.char_cnn_parameters + f * p + p + lstm
 
     @property
     def output_dim(self) -> int:
@@ -146,7 +160,7 @@ class ElmoOptions:
         return self.n_layers + 1
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any], source: str = "options") -> "ElmoOptions":
+    def from_dict(cls, data: Dict[str, Any], source: str = "options") -> "LstmOptions":
         """Validate an options.json dict; every problem names the key that causes it."""
         if not isinstance(data, dict):
             raise OptionsError(f"{source}: expected a JSON object, found {type(data).__name__}")
@@ -184,7 +198,7 @@ class ElmoOptions:
             raise OptionsError(f"{source}: {err}") from None
 
     @classmethod
-    def from_file(cls, path: Union[str, Path]) -> "ElmoOptions":
+    def from_file(cls, path: Union[str, Path]) -> "LstmOptions":
         path = Path(path)
         if not path.is_file():
             raise OptionsError(f"options file not found: {path}")
@@ -249,5 +263,65 @@ def _bool(lstm: Dict[str, Any], key: str, source: str) -> bool:
         raise OptionsError(f"{source}: lstm.{key} must be true or false, found {value!r}")
     return value
 
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerOptions(CharCnnOptions):
+    """Architecture of a transformer biLM; `input_dim` is both the char projection and the model width."""
+
+    kind: ClassVar[str] = "transformer"
+    input_dim: int
+    hidden_dim: int
+    n_layers: int
+    n_highway: int = 2
+    n_heads: int = 8
+    layer_norm: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, ("input_dim", "hidden_dim", "n_layers", "n_heads"))
+        if self.input_dim % self.n_heads or self.input_dim % 2:
+            raise OptionsError(f"option input_dim ({self.input_dim}) must be even and a multiple of "
+                               f"n_heads ({self.n_heads})")
+        self.check_size(self.n_layers, f"input_dim ({self.input_dim}), hidden_dim ({self.hidden_dim}), "
+                                       f"filters ({self.n_filters} filters) and n_layers ({self.n_layers})")
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the biLM these options describe (char encoder, then both directions' layers)."""
+        d, h = self.input_dim, self.hidden_dim
+        layer = 4 * (d * d + d) + (d * h + h) + (h * d + d) + 2 * 2 * d
+        encoder = self.char_cnn_parameters + self.n_filters * d + d
+        return encoder + (2 * d if self.layer_norm else 0) + 2 * (self.n_layers * layer + 2 * d)
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.input_dim
+
+    @property
+    def n_output_layers(self) -> int:
+        return self.n_layers + 1
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim, "n_layers": self.n_layers,
+                "filters": [list(f) for f in self.filters], "char_embedding_dim": self.char_embedding_dim,
+                "n_highway": self.n_highway, "n_heads": self.n_heads, "activation": self.activation,
+                "layer_norm": self.layer_norm, "max_characters_per_token": self.max_characters_per_token}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], source: str = "options") -> "TransformerOptions":
+        names = set(cls.__dataclass_fields__) - {"extra"}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise OptionsError(f"{source}: unknown transformer options {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise OptionsError(f"{source}: {err}") from None
+        except (OptionsError, ValueError) as err:
+            raise OptionsError(f"{source}: {err}") from None
+
+
+ElmoOptions = LstmOptions
+"""The LSTM's options under their name before the transformer biLM existed."""
 
 PUBLISHED_FILTERS: List[Tuple[int, int]] = [(1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)]

@@ -34,9 +34,13 @@ from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import InputError
-from .precision_names import PRECISIONS, check_precision  # noqa: F401 (public here too)
+from .settings import PRECISION, PRECISIONS, check_precision
 
-_current: ContextVar[str] = ContextVar("spacy_elmo_precision", default="fp32")
+__all__ = ["PRECISIONS", "active_precision", "autocast_products", "batched_product", "check_precision",
+           "compute_precision", "conv1d", "linear", "native_bf16"]
+"""The names of settings.py are public here too, beside the products that use them."""
+
+_current: ContextVar[str] = ContextVar("spacy_elmo_precision", default=PRECISION)
 _derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 

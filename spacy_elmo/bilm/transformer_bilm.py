@@ -10,99 +10,17 @@ follows it), so no sequence is reversed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, OptionsError
+from ..errors import InputError
 from . import precision
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
-from .options import ACTIVATIONS, char_cnn_parameters, check_fits_in_memory, check_size
-
-MAX_CHARACTERS_PER_TOKEN = 50
-
-
-@dataclass(frozen=True)
-class TransformerOptions:
-    """Architecture of a transformer biLM; `input_dim` is both the char projection and the model width."""
-
-    kind: ClassVar[str] = "transformer"
-
-    input_dim: int
-    hidden_dim: int
-    n_layers: int
-    filters: Tuple[Tuple[int, int], ...]
-    char_embedding_dim: int
-    n_highway: int = 2
-    n_heads: int = 8
-    activation: str = "relu"
-    layer_norm: bool = True
-    max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN
-    extra: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", tuple((int(w), int(n)) for w, n in self.filters))
-        for name in ("input_dim", "hidden_dim", "n_layers", "char_embedding_dim", "n_heads",
-                     "max_characters_per_token"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OptionsError(f"option {name} must be a positive integer, found {value!r}")
-        if self.input_dim % self.n_heads or self.input_dim % 2:
-            raise OptionsError(f"option input_dim ({self.input_dim}) must be even and a multiple of "
-                               f"n_heads ({self.n_heads})")
-        if not isinstance(self.n_highway, int) or self.n_highway < 0:
-            raise OptionsError(f"option n_highway must be an integer >= 0, found {self.n_highway!r}")
-        if self.activation not in ACTIVATIONS:
-            raise OptionsError(f"option activation must be one of {ACTIVATIONS}, found {self.activation!r}")
-        if not self.filters or any(w < 1 or n < 1 or w > self.max_characters_per_token for w, n in self.filters):
-            raise OptionsError(f"option filters must be [width, count] pairs with width in "
-                               f"1..{self.max_characters_per_token}, found {[list(f) for f in self.filters]}")
-        check_size(self.n_layers, self.n_highway, self.filters, self.max_characters_per_token)
-        check_fits_in_memory(self.n_parameters, f"input_dim ({self.input_dim}), hidden_dim ({self.hidden_dim}), "
-                                                f"filters ({self.n_filters} filters) and n_layers ({self.n_layers})")
-
-    @property
-    def n_filters(self) -> int:
-        return sum(num for _, num in self.filters)
-
-    @property
-    def n_parameters(self) -> int:
-        """Parameters of the biLM these options describe (char encoder, then both directions' layers)."""
-        d, h = self.input_dim, self.hidden_dim
-        layer = 4 * (d * d + d) + (d * h + h) + (h * d + d) + 2 * 2 * d
-        encoder = char_cnn_parameters(self.char_embedding_dim, self.filters, self.n_highway) + self.n_filters * d + d
-        return encoder + (2 * d if self.layer_norm else 0) + 2 * (self.n_layers * layer + 2 * d)
-
-    @property
-    def output_dim(self) -> int:
-        return 2 * self.input_dim
-
-    @property
-    def n_output_layers(self) -> int:
-        return self.n_layers + 1
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"input_dim": self.input_dim, "hidden_dim": self.hidden_dim, "n_layers": self.n_layers,
-                "filters": [list(f) for f in self.filters], "char_embedding_dim": self.char_embedding_dim,
-                "n_highway": self.n_highway, "n_heads": self.n_heads, "activation": self.activation,
-                "layer_norm": self.layer_norm, "max_characters_per_token": self.max_characters_per_token}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], source: str = "options") -> "TransformerOptions":
-        names = set(cls.__dataclass_fields__) - {"extra"}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise OptionsError(f"{source}: unknown transformer options {unknown}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise OptionsError(f"{source}: {err}") from None
-        except (OptionsError, ValueError) as err:
-            raise OptionsError(f"{source}: {err}") from None
+from .options import TransformerOptions  # its home before options.py: still importable from here
 
 
 class StdLayerNorm(nn.Module):

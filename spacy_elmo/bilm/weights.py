@@ -1,4 +1,4 @@
-"""Read and write the official AllenNLP / bilm-tf weight files (options.json + HDF5, elmo-spec §3)."""
+"""Read and write the LSTM biLM's official AllenNLP / bilm-tf weight files (options.json + HDF5, elmo-spec §3)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +11,8 @@ import torch
 
 from ..atomic import AtomicOutput
 from ..errors import WeightsError
-from .lstm_bilm import BiLM
-from .options import ElmoOptions
+from .lstm_bilm import LstmBiLM
+from .options import LstmOptions
 
 PathLike = Union[str, Path]
 WEIGHTS_DIGEST = "spacy_elmo_weights_sha256"
@@ -24,7 +24,7 @@ def _lstm_prefix(direction: int, layer: int) -> str:
     return f"RNN_{direction}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
 
 
-def _official_tensors(bilm: BiLM) -> Iterator[Tuple[str, np.ndarray]]:
+def _official_tensors(bilm: LstmBiLM) -> Iterator[Tuple[str, np.ndarray]]:
     """(dataset name, array) pairs of a biLM in the official layout, TF's (in, out) orientation."""
     cnn = bilm.char_cnn
 
@@ -52,7 +52,7 @@ def _official_tensors(bilm: BiLM) -> Iterator[Tuple[str, np.ndarray]]:
                 yield f"{prefix}/W_P_0", numpy(layer.w_proj[d])
 
 
-def _assign(bilm: BiLM, arrays: Dict[str, np.ndarray]) -> None:
+def _assign(bilm: LstmBiLM, arrays: Dict[str, np.ndarray]) -> None:
     """Copy official-layout arrays (already checked for names and shapes) into the module."""
     cnn = bilm.char_cnn
 
@@ -95,13 +95,13 @@ def weights_digest(arrays: Iterable[Tuple[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-def options_digest(options: ElmoOptions) -> str:
+def options_digest(options: LstmOptions) -> str:
     """sha256 of the architecture (not of extra keys, which do not change the model)."""
     data = options.to_dict()
     return hashlib.sha256(json.dumps({k: data[k] for k in ("lstm", "char_cnn")}, sort_keys=True).encode()).hexdigest()
 
 
-def _verify(path: Path, options: ElmoOptions, arrays: Dict[str, np.ndarray], attrs: Dict[str, str]) -> None:
+def _verify(path: Path, options: LstmOptions, arrays: Dict[str, np.ndarray], attrs: Dict[str, str]) -> None:
     """Check the digests an export stored (files without them, e.g. the published ones, are not checked)."""
     stored = attrs.get(WEIGHTS_DIGEST)
     if stored is not None and stored != weights_digest(arrays.items()):
@@ -113,7 +113,7 @@ def _verify(path: Path, options: ElmoOptions, arrays: Dict[str, np.ndarray], att
                            "options file given; use the options.json exported with them")
 
 
-def read_weights(bilm: BiLM, weight_file: PathLike) -> None:
+def read_weights(bilm: LstmBiLM, weight_file: PathLike) -> None:
     """Load an official HDF5 weight file into `bilm`, checking every dataset name and shape first,
     and the checksums of weights and options when the file carries them."""
     import h5py
@@ -140,7 +140,7 @@ def read_weights(bilm: BiLM, weight_file: PathLike) -> None:
     _assign(bilm, arrays)
 
 
-def _check_layout(path: Path, options: ElmoOptions, expected: Dict[str, Tuple[int, ...]],
+def _check_layout(path: Path, options: LstmOptions, expected: Dict[str, Tuple[int, ...]],
                   found: Dict[str, Tuple[int, ...]]) -> None:
     if "char_embed" not in found and "embedding" in found:
         raise WeightsError(f"{path}: holds token embeddings (dataset 'embedding'), not biLM weights")
@@ -161,7 +161,7 @@ def _check_layout(path: Path, options: ElmoOptions, expected: Dict[str, Tuple[in
         )
 
 
-def _missing_hint(name: str, options: ElmoOptions) -> str:
+def _missing_hint(name: str, options: LstmOptions) -> str:
     if name.startswith("CNN_high_"):
         return f" (options say n_highway={options.n_highway})"
     if name.startswith("CNN/"):
@@ -171,7 +171,7 @@ def _missing_hint(name: str, options: ElmoOptions) -> str:
     return ""
 
 
-def write_weights(bilm: BiLM, weight_file: PathLike) -> None:
+def write_weights(bilm: LstmBiLM, weight_file: PathLike) -> None:
     """Write the biLM in the official layout, loadable by AllenNLP and bilm-tf unchanged, plus checksums
     of the weights and options as root attributes. Written whole or not at all; HDF5 writes through a
     Python file object, so a full disk is an OSError rather than a crash inside HDF5."""
@@ -186,13 +186,17 @@ def write_weights(bilm: BiLM, weight_file: PathLike) -> None:
             f.attrs[OPTIONS_DIGEST] = options_digest(bilm.options)
 
 
-def load_bilm(options_file: PathLike, weight_file: PathLike) -> BiLM:
-    """A BiLM in eval mode from official options.json and HDF5 weight files."""
-    bilm = BiLM(ElmoOptions.from_file(options_file))
+def load_lstm_bilm(options_file: PathLike, weight_file: PathLike) -> LstmBiLM:
+    """An LSTM biLM in eval mode from official options.json and HDF5 weight files."""
+    bilm = LstmBiLM(LstmOptions.from_file(options_file))
     read_weights(bilm, weight_file)
     return bilm.eval()
 
 
-def save_bilm(bilm: BiLM, options_file: PathLike, weight_file: PathLike) -> None:
+def save_lstm_bilm(bilm: LstmBiLM, options_file: PathLike, weight_file: PathLike) -> None:
     bilm.options.to_file(options_file)
     write_weights(bilm, weight_file)
+
+
+load_bilm, save_bilm = load_lstm_bilm, save_lstm_bilm
+"""Their names before the transformer biLM existed."""

@@ -1,35 +1,43 @@
 """Command line: `python -m spacy_elmo COMMAND` (also `spacy elmo COMMAND`)."""
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping, Optional
+
 import typer
 
-from ..bilm.precision_names import PRECISIONS
+from ..bilm.settings import BATCH_SIZE, PRECISION, PRECISIONS
+from ..training.config import TrainConfig, check_resume, default
+from ..training.corpus import FORMATS, read_sentences, tokenize_files, write_shards
+from ..training.kinds import KINDS
+from ..training.vocab import Vocab
 from .boundary import DEBUG_ENV, ElmoTyper
-from .embed_parts import PART_LINES
-from .params import at_least, choice, filters as check_filters, given, number, parse_filters, plural, split_list
+from .embed_file import LAYER_CHOICES, PART_LINES, embed_file
+from .params import (at_least, choice, default_of, filters as check_filters, given, parse_filters, plural, split_list,
+                     within)
 
 app = ElmoTyper(name="elmo", help="ELMo biLMs: embed text, build vocabularies, pretrain, evaluate, export. "
                 f"Errors are one line; set {DEBUG_ENV}=1 for the traceback.",
                 no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-FORMATS = ("raw", "lines", "tokens")
 
 
 @app.command("prepare")
 def prepare_command(
     inputs: list[str] = typer.Argument(..., help="Text files, directories or globs"),
     output: str = typer.Option(..., "--output", "-o", help="Directory for the shards"),
-    fmt: str = typer.Option("raw", "--format", callback=choice(*FORMATS),
+    fmt: str = typer.Option(default_of(tokenize_files, "fmt"), "--format", callback=choice(*FORMATS),
                             help="raw (running text), lines (one raw sentence per line) or tokens"),
-    lang: str = typer.Option("en", help="spaCy language whose tokenizer and sentencizer split raw text"),
+    lang: str = typer.Option(default_of(tokenize_files, "lang"),
+                             help="spaCy language whose tokenizer and sentencizer split raw text"),
     gutenberg: bool = typer.Option(False, help="Keep only the text between Project Gutenberg START/END markers"),
-    n_shards: int = typer.Option(20, callback=at_least(1), help="Number of shard files (at least the number of training processes)"),
-    n_process: int = typer.Option(1, callback=at_least(1), help="Tokenising processes"),
-    seed: int = typer.Option(0, callback=at_least(0)),
+    n_shards: int = typer.Option(default_of(write_shards, "n_shards"), callback=at_least(1),
+                                 help="Number of shard files (at least the number of training processes)"),
+    n_process: int = typer.Option(default_of(tokenize_files, "n_process"), callback=at_least(1),
+                                  help="Tokenising processes"),
+    seed: int = typer.Option(default_of(write_shards, "seed"), callback=at_least(0)),
     overwrite: bool = typer.Option(False, help="Replace an existing output directory"),
 ) -> None:
     """Tokenise text once into shuffled shards of one sentence per line, the input of `vocab` and `pretrain`."""
     from ..atomic import check_target
-    from ..training.corpus import tokenize_files, write_shards
 
     check_target(output, is_dir=True, overwrite=overwrite, inputs=inputs, flag="--output")
     per_file = tokenize_files(inputs, fmt, lang, gutenberg, n_process)
@@ -43,21 +51,48 @@ def prepare_command(
 def vocab_command(
     inputs: list[str] = typer.Argument(..., help="Tokenised text: files, directories or globs"),
     output: str = typer.Option(..., "--output", "-o", help="Vocabulary file to write"),
-    max_size: int = typer.Option(50_000, callback=at_least(4), help="Vocabulary size including <S>, </S>, <UNK>"),
-    min_count: int = typer.Option(1, callback=at_least(1), help="Drop tokens seen fewer times"),
-    fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
-    lang: str = typer.Option("en"),
+    max_size: int = typer.Option(default_of(Vocab.build, "max_size"), callback=at_least(4),
+                                 help="Vocabulary size including <S>, </S>, <UNK>"),
+    min_count: int = typer.Option(default_of(Vocab.build, "min_count"), callback=at_least(1),
+                                  help="Drop tokens seen fewer times"),
+    fmt: str = typer.Option(default_of(read_sentences, "fmt"), "--format", callback=choice(*FORMATS),
+                            help="tokens, lines or raw (see `prepare`)"),
+    lang: str = typer.Option(default_of(read_sentences, "lang")),
 ) -> None:
     """Build a frequency-sorted softmax vocabulary (<S>, </S>, <UNK> first) from text."""
     from ..atomic import check_target
-    from ..training.corpus import expand_paths, read_sentences
-    from ..training.vocab import Vocab
+    from ..training.corpus import expand_paths
 
     check_target(output, inputs=inputs, flag="--output")
     sentences = (s for path in expand_paths(inputs) for s in read_sentences(path, fmt, lang))
     vocab = Vocab.build(sentences, max_size, min_count)
     vocab.to_file(output)
     typer.echo(f"{len(vocab)} tokens -> {output}")
+
+
+def setting(name: str, *flags: str, help: str = "") -> Any:
+    """The `pretrain` option of the training setting `name`, with the default and the bound or choices
+    that TrainConfig gives it; for a setting whose default depends on the biLM kind, --help says each."""
+    callback = _check(TrainConfig.__dataclass_fields__[name].metadata)
+    owners = [kind for kind in KINDS.values() if name in kind.defaults]
+    if len(owners) == 1:
+        return typer.Option(None, *flags, callback=callback,
+                            help=f"{help} ({owners[0].name} only; default {owners[0].defaults[name]})")
+    if owners:
+        per_kind = ", ".join(f"{kind.defaults[name]} for {kind.name}" for kind in owners)
+        return typer.Option(None, *flags, callback=callback, help=f"{help} (default: {per_kind})")
+    return typer.Option(default(name), *flags, callback=callback, help=help or None)
+
+
+def _check(spec: Mapping[str, Any]) -> Optional[Callable[[Any], Any]]:
+    """The click callback of a setting's choices, integer bound or float interval."""
+    if spec.get("choices"):
+        return choice(*spec["choices"])
+    if spec.get("low") is not None:
+        return at_least(spec["low"])
+    if spec.get("interval"):
+        return within(spec["interval"])
+    return None
 
 
 @app.command("pretrain")
@@ -70,48 +105,40 @@ def pretrain_command(
     overwrite: bool = typer.Option(False, help="Replace the run already in --output (default: refuse)"),
     init_from: str = typer.Option(None, help="Start from a run directory, checkpoint or export (same vocabulary), "
                                                 "or a published model by name (see `models`)"),
-    softmax_warmup_steps: int = typer.Option(0, callback=at_least(0),
-                                             help="Train only the softmax for this many first steps (the biLM "
-                                                  "holds still): for --init-from without a softmax"),
+    softmax_warmup_steps: int = setting("softmax_warmup_steps", help="Train only the softmax for this many first "
+                                        "steps (the biLM holds still): for --init-from without a softmax"),
     heldout: str = typer.Option("", help="Comma-separated held-out files/dirs to evaluate at the end"),
-    fmt: str = typer.Option("tokens", "--format", callback=choice(*FORMATS), help="tokens, lines or raw (see `prepare`)"),
-    lang: str = typer.Option("en"),
-    bilm: str = typer.Option("lstm", callback=choice("lstm", "transformer"),
-                             help="lstm (ELMo, bilm-tf's recipe) or transformer (Transformer ELMo, exported as "
-                                  "an AllenNLP model archive)"),
-    lstm_dim: int = typer.Option(512, callback=at_least(1), help="LSTM cell size (lstm)"),
-    projection_dim: int = typer.Option(128, callback=at_least(1), help="LSTM projection size (lstm)"),
-    input_dim: int = typer.Option(256, callback=at_least(1),
-                                  help="Char projection and model width (transformer; even, a multiple of --n-heads)"),
-    hidden_dim: int = typer.Option(1024, callback=at_least(1), help="Feed-forward size (transformer)"),
-    n_heads: int = typer.Option(8, callback=at_least(1),
-                                help="Attention heads (transformer; `export` needs 8, AllenNLP's number)"),
-    n_layers: int = typer.Option(2, callback=at_least(1), help="LSTM or transformer layers per direction"),
-    filters: str = typer.Option("1:32,2:32,3:64,4:128,5:256", callback=check_filters,
+    fmt: str = setting("fmt", "--format", help=f"{', '.join(FORMATS)} (see `prepare`)"),
+    lang: str = setting("lang"),
+    bilm: str = setting("bilm", help=" or ".join(f"{kind.name} ({kind.summary})" for kind in KINDS.values())),
+    lstm_dim: int = setting("lstm_dim", help="LSTM cell size"),
+    projection_dim: int = setting("projection_dim", help="LSTM projection size"),
+    input_dim: int = setting("input_dim", help="Char projection and model width (even, a multiple of --n-heads)"),
+    hidden_dim: int = setting("hidden_dim", help="Feed-forward size"),
+    n_heads: int = setting("n_heads", help="Attention heads (`export` needs 8, AllenNLP's number)"),
+    n_layers: int = setting("n_layers", help="LSTM or transformer layers per direction"),
+    filters: str = typer.Option(",".join(f"{w}:{n}" for w, n in default("filters")), callback=check_filters,
                                 help="width:count pairs of the char CNN"),
-    char_dim: int = typer.Option(16, callback=at_least(1)),
-    n_highway: int = typer.Option(1, callback=at_least(0)),
-    dropout: float = typer.Option(0.1, callback=number(0, 1, low_open=False, high_open=True)),
-    batch_size: int = typer.Option(64, callback=at_least(1)),
-    unroll_steps: int = typer.Option(None, callback=at_least(1),
-                                     help="Positions per batch row: bilm-tf's unroll steps (lstm, default 20), or the "
-                                          "row that whole sentences are packed into (transformer, default 64)"),
-    n_negative_samples: int = typer.Option(8192, callback=at_least(1)),
-    optimizer: str = typer.Option("adagrad", callback=choice("adagrad", "adam"), help="adagrad (bilm-tf) or adam"),
-    learning_rate: float = typer.Option(0.2, callback=number()),
-    clip_norm: float = typer.Option(10.0, callback=number()),
-    max_steps: int = typer.Option(0, callback=at_least(0), help="Stop after this many steps (0: no limit)"),
-    max_minutes: float = typer.Option(0.0, callback=number(zero_ok=True),
-                                      help="Stop cleanly after this much training time (0: no limit)"),
-    checkpoint_every: int = typer.Option(1000, callback=at_least(1)),
-    checkpoint_minutes: float = typer.Option(5.0, callback=number()),
-    log_every: int = typer.Option(10, callback=at_least(1)),
-    eval_batch_size: int = typer.Option(64, callback=at_least(1)),
-    seed: int = typer.Option(0, callback=at_least(0)),
-    threads: int = typer.Option(0, callback=at_least(0), help="torch threads (0: torch's default)"),
-    precision: str = typer.Option("fp32", callback=choice("fp32", "bf16"),
-                                  help="fp32, or bf16: mixed precision (bf16 products, fp32 weights, optimizer, "
-                                       "LSTM state and loss; fast only on CPUs with bf16 instructions and GPUs)"),
+    char_embedding_dim: int = setting("char_embedding_dim", "--char-dim"),
+    n_highway: int = setting("n_highway"),
+    dropout: float = setting("dropout"),
+    batch_size: int = setting("batch_size"),
+    unroll_steps: int = setting("unroll_steps", help="Positions per batch row: bilm-tf's unroll steps (lstm), or the "
+                                                     "row that whole sentences are packed into (transformer)"),
+    n_negative_samples: int = setting("n_negative_samples"),
+    optimizer: str = setting("optimizer", help="adagrad (bilm-tf) or adam"),
+    learning_rate: float = setting("learning_rate"),
+    clip_norm: float = setting("clip_norm"),
+    max_steps: int = setting("max_steps", help="Stop after this many steps (0: no limit)"),
+    max_minutes: float = setting("max_minutes", help="Stop cleanly after this much training time (0: no limit)"),
+    checkpoint_every: int = setting("checkpoint_every"),
+    checkpoint_minutes: float = setting("checkpoint_minutes"),
+    log_every: int = setting("log_every"),
+    eval_batch_size: int = setting("eval_batch_size"),
+    seed: int = setting("seed"),
+    threads: int = setting("threads", help="torch threads (0: torch's default)"),
+    precision: str = setting("precision", help="fp32, or bf16: mixed precision (bf16 products, fp32 weights, "
+                             "optimizer, LSTM state and loss; fast only on CPUs with bf16 instructions and GPUs)"),
 ) -> None:
     """Train a biLM (LSTM the bilm-tf way, or transformer); Ctrl-C saves a checkpoint. Works under
     `torchrun --nproc_per_node N`."""
@@ -119,25 +146,19 @@ def pretrain_command(
     from dataclasses import replace
     from pathlib import Path
 
-    from ..training.trainer import TrainConfig, load_checkpoint, run_config, train as run
+    from ..training.checkpoint import load_checkpoint, run_config
+    from ..training.trainer import train as run
 
-    settings = dict(
-        train=list(train or []), vocab=vocab, output=output, fmt=fmt, lang=lang, bilm=bilm, lstm_dim=lstm_dim,
-        projection_dim=projection_dim, input_dim=input_dim, hidden_dim=hidden_dim, n_heads=n_heads, n_layers=n_layers,
-        filters=parse_filters(filters), char_embedding_dim=char_dim, n_highway=n_highway, dropout=dropout,
-        batch_size=batch_size, unroll_steps=unroll_steps or (64 if bilm == "transformer" else 20),
-        n_negative_samples=n_negative_samples, optimizer=optimizer, learning_rate=learning_rate,
-        clip_norm=clip_norm, max_steps=max_steps, max_minutes=max_minutes, checkpoint_every=checkpoint_every,
-        checkpoint_minutes=checkpoint_minutes, log_every=log_every, heldout=split_list(heldout),
-        eval_batch_size=eval_batch_size, seed=seed, threads=threads, init_from=init_from,
-        softmax_warmup_steps=softmax_warmup_steps, precision=precision)
     if resume and overwrite:
         raise typer.BadParameter("--resume continues the run in --output and --overwrite replaces it: pass one")
+    values = {**ctx.params, "train": list(train or []), "filters": parse_filters(filters),
+              "heldout": split_list(heldout)}
+    settings = {name: values[name] for name in TrainConfig.__dataclass_fields__ if values.get(name) is not None}
     if resume:
-        names = {"char_dim": "char_embedding_dim"}
-        changed = [p for p in given(ctx) if p not in ("resume", "output")]
-        config = replace(run_config(load_checkpoint(output), Path(output)),
-                         **{names.get(p, p): settings[names.get(p, p)] for p in changed})
+        stored = run_config(load_checkpoint(output), Path(output))
+        changed = {name: settings[name] for name in given(ctx) if name in settings and name != "output"}
+        check_resume(stored, changed, Path(output))
+        config = replace(stored, **changed)
     else:
         if not train or not vocab:
             raise typer.BadParameter("training text and --vocab are required unless --resume")
@@ -154,9 +175,9 @@ def pretrain_command(
 def evaluate_command(
     run_dir: str = typer.Argument(..., help="Run directory or checkpoint file"),
     heldout: list[str] = typer.Argument(..., help="Held-out tokenised text: files, directories or globs"),
-    batch_size: int = typer.Option(64, callback=at_least(1)),
+    batch_size: int = typer.Option(default("eval_batch_size"), callback=at_least(1)),
     fmt: str = typer.Option(None, "--format", callback=choice(*FORMATS), help="Text format (default: the run's)"),
-    threads: int = typer.Option(0, callback=at_least(0)),
+    threads: int = typer.Option(default("threads"), callback=at_least(0)),
 ) -> None:
     """Held-out perplexity with the full softmax (exp of the mean forward/backward loss)."""
     import json
@@ -164,7 +185,8 @@ def evaluate_command(
 
     import torch
 
-    from ..training.trainer import evaluate, model_from_checkpoint
+    from ..training.models import model_from_checkpoint
+    from ..training.trainer import evaluate
 
     if threads:
         torch.set_num_threads(threads)
@@ -187,7 +209,7 @@ def export_command(
     verifies), a transformer as an AllenNLP model archive (what `embed --archive` and the elmo component read)."""
     from pathlib import Path
 
-    from ..training.trainer import export
+    from ..training.export import export
 
     typer.echo(f"exported to {export(Path(run_dir), Path(output), with_softmax, overwrite)}")
 
@@ -203,12 +225,12 @@ def embed_command(
                                                      "(see `models`; LSTM or transformer); downloaded into the cache once"),
     archive: str = typer.Option(None, help="Instead of the two files: an AllenNLP model archive (transformer "
                                            "ELMo model.tar.gz or its folder) or a folder with options.json + weights.hdf5"),
-    layers: str = typer.Option("all", callback=choice("all", "top", "average"),
+    layers: str = typer.Option(default_of(embed_file, "layers"), callback=choice(*LAYER_CHOICES),
                                help="all: (L, n, D) per line (L = biLM layers + 1); top or average: (n, D)"),
-    batch_size: int = typer.Option(64, callback=at_least(1), help="Sentences per forward pass"),
+    batch_size: int = typer.Option(BATCH_SIZE, callback=at_least(1), help="Sentences per forward pass"),
     stateful: bool = typer.Option(False, help="Carry LSTM state from batch to batch in file order, as "
                                               "`allennlp elmo` did (default: every line independent)"),
-    precision: str = typer.Option("fp32", callback=choice(*PRECISIONS),
+    precision: str = typer.Option(PRECISION, callback=choice(*PRECISIONS),
                                   help="fp32 (exact), bf16 or int8: per-token cosine to fp32 >= 0.999 on average, "
                                        "weights stay fp32. Speed against fp32 measured on an AVX2 CPU "
                                        "(benchmarks/README.md): int8 0.9-1.2x (faster only for the largest "
@@ -223,12 +245,14 @@ def embed_command(
     """Write ELMo vectors of every line to HDF5, in the layout of the removed `allennlp elmo` command.
     Under `torchrun --nproc_per_node N` (one or many machines) the processes share the lines; a rerun
     of an interrupted job skips the parts that were finished."""
-    from ..bilm.embedder import Embedder
+    from ..embedder import Embedder
+    from ..distributed import world
     from ..hub import resolve_bilm
     from ..errors import ElmoError
-    from .embed_file import check_output, embed_file
-    from .embed_parts import embed_distributed, world
+    from .embed_file import check_output
+    from .embed_parts import embed_distributed
 
+    rank, size = world()
     if archive is not None and (options_file is not None or weight_file is not None or model is not None):
         raise ElmoError("pass one of --archive, --model, or --options-file and --weight-file")
     if (options_file is None) != (weight_file is None):
@@ -236,7 +260,6 @@ def embed_command(
     check_output(output_file, [input_file, options_file, weight_file, archive], overwrite)
     embedder = Embedder(resolve_bilm(model, options_file, weight_file, archive), batch_size=batch_size,
                         stateful=stateful, precision=precision)
-    rank, size = world()
     if size > 1:
         count, written = embed_distributed(embedder, input_file, output_file, layers, part_lines,
                                            overwrite=overwrite)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import typer
 
-from ..atomic import Interrupted, handled_signals, received_signal
+from ..signals import Interrupted, handled_signals, received_signal
 from ..errors import ElmoError
 
 DEBUG_ENV = "SPACY_ELMO_DEBUG"

@@ -14,10 +14,12 @@ from ..atomic import AtomicOutput, check_target
 from ..errors import InputError, OutputError
 
 if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
-    from ..bilm.embedder import Embedder
+    from ..embedder import Embedder
 
 LAYER_CHOICES = ("all", "top", "average")
 STDIN = "-"
+
+PART_LINES = 10_000  # under torchrun: lines per part file, the resumable unit of `embed`
 
 
 def read_lines(source: Union[str, Path]) -> List[str]:
@@ -65,7 +67,7 @@ def check_output(output: Union[str, Path], inputs: Iterable[Optional[Union[str, 
     check_target(output, overwrite=overwrite, inputs=[p for p in inputs if p is not None], flag="output file")
 
 
-def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
+def embed_file(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = LAYER_CHOICES[0],
                progress: bool = True, overwrite: bool = True) -> int:
     """Embed every line of `source` (tokens split on whitespace) into `output`; returns the line count.
 

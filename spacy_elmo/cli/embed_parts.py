@@ -17,30 +17,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
+import h5py
+import torch
+
+from .. import distributed
 from ..atomic import AtomicOutput
+from ..embedder import Embedder
+from ..bilm.loading import bilm_config
 from ..errors import InputError, OutputError
-from .embed_file import STDIN, check_output, read_lines, token_bar, write_sentence_index, write_vectors
+from .embed_file import PART_LINES, STDIN, check_output, read_lines, token_bar, write_sentence_index, write_vectors
 
-if TYPE_CHECKING:  # the command line imports this module for --help, which must not wait for torch
-    from ..bilm.embedder import Embedder
-
-PART_LINES = 10_000
 BARRIER_TIMEOUT = timedelta(hours=24)  # ranks wait for the slowest; a dead rank ends the job sooner
-
-
-def world() -> Tuple[int, int]:
-    """(rank, world size) from the launcher's environment; (0, 1) for a plain run."""
-    try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        raise InputError(f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} must be "
-                         "integers (set by torchrun)") from None
 
 
 def part_bounds(n_lines: int, part_lines: int, chunk: int) -> List[Tuple[int, int]]:
@@ -60,8 +52,6 @@ def part_path(directory: Path, bounds: Tuple[int, int]) -> Path:
 
 def fingerprint(embedder: Embedder, lines: Sequence[str], layers: str) -> str:
     """What a part's numbers depend on: the lines, the biLM (options and weights), and the settings."""
-    from ..bilm.interface import bilm_config  # torch, which --help does not wait for
-
     digest = hashlib.sha256()
     for line in lines:
         digest.update(line.encode("utf8") + b"\n")
@@ -75,8 +65,6 @@ def fingerprint(embedder: Embedder, lines: Sequence[str], layers: str) -> str:
 
 def part_done(path: Path, key: str) -> bool:
     """A committed part of this very job (parts are renamed into place whole, so one that opens is complete)."""
-    import h5py
-
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("fingerprint") == key
@@ -86,8 +74,6 @@ def part_done(path: Path, key: str) -> bool:
 
 def write_part(embedder: Embedder, lines: Sequence[str], bounds: Tuple[int, int], path: Path, layers: str,
                key: str, done) -> None:
-    import h5py
-
     with AtomicOutput(path, flag="part file") as staging, open(staging.path, "w+b") as handle:
         with h5py.File(handle, "w") as f:
             f.attrs["fingerprint"] = key
@@ -97,8 +83,6 @@ def write_part(embedder: Embedder, lines: Sequence[str], bounds: Tuple[int, int]
 def merge_parts(directory: Path, bounds: Sequence[Tuple[int, int]], lines: Sequence[str], output: Path,
                 key: str) -> None:
     """Rank 0, after the barrier: the parts in line order into one file written atomically, then no parts."""
-    import h5py
-
     missing = [part_path(directory, b).name for b in bounds if not part_done(part_path(directory, b), key)]
     if missing:
         raise OutputError(f"{directory}: {len(missing)} part(s) missing or from another job after all processes "
@@ -114,20 +98,16 @@ def merge_parts(directory: Path, bounds: Sequence[Tuple[int, int]], lines: Seque
 
 
 def barrier() -> None:
-    """Wait for every rank (gloo: CPUs of any number of machines; torchrun provides the rendezvous)."""
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
-    try:
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    """Wait for every rank, over gloo whatever the device: the parts are files, not tensors."""
+    size = distributed.world()[1]
+    with distributed.process_group(size, torch.device("cpu"), BARRIER_TIMEOUT):
+        distributed.barrier(size)
 
 
 def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Union[str, Path], layers: str = "all",
                       part_lines: int = PART_LINES, progress: bool = True, overwrite: bool = True) -> Tuple[int, int]:
     """This rank's share of `embed_file`, then (rank 0) the merge; returns (lines, parts this rank wrote)."""
-    rank, size = world()
+    rank, size = distributed.world()
     if str(source) == STDIN:
         raise InputError("under torchrun every process reads the input file itself: give a file, not '-' (stdin)")
     if embedder.stateful:

@@ -5,25 +5,23 @@ Each names the value it refuses (click adds the option's name): integer bounds, 
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, List, Optional
+import inspect
+from typing import Any, Callable, Container, List, Optional
 
 import typer
 
 
-def number(low: float = 0.0, high: float = math.inf, low_open: bool = True, high_open: bool = False,
-           zero_ok: bool = False) -> Callable[[Optional[float]], Optional[float]]:
-    """A finite float in (low, high] by default; `zero_ok` also accepts 0 ("no limit")."""
+def default_of(function: Callable[..., Any], name: str) -> Any:
+    """The default of `function`'s parameter `name`: an option of the command that calls it says no other."""
+    return inspect.signature(function).parameters[name].default
+
+
+def within(interval: Container[float]) -> Callable[[Optional[float]], Optional[float]]:
+    """A number in `interval` (a training setting's `Interval`, whose str() names its bounds)."""
 
     def check(value: Optional[float]) -> Optional[float]:
-        if value is None or (zero_ok and value == 0):
-            return value
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (math.isfinite(value) and above and below):
-            bounds = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-            extra = " (or 0 for no limit)" if zero_ok else ""
-            raise typer.BadParameter(f"{value} is not a finite number in {bounds}{extra}")
+        if value is not None and value not in interval:
+            raise typer.BadParameter(f"{value} is not a finite number in {interval}")
         return value
 
     return check

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, List, NamedTuple, Optional, Tuple
 
+from ..bilm.options import LstmOptions
 from ..errors import WeightsError
 from .cache import CACHE_ENV, MIRROR_ENV, PathLike, cache_root, entry_files, is_cached, model_dir, model_files
 from .catalogue import DEFAULT_NAME, MODELS, PublishedModel, RemoteFile, get_model, model_names
@@ -38,7 +39,7 @@ def resolve_bilm(name: Optional[str] = None, options_file: Optional[PathLike] = 
     """The biLM (eval mode) that the caller named, whichever architecture it has: a catalogue name
     (downloaded into the cache first if needed), both files, an `archive` (AllenNLP model.tar.gz, its
     folder, or an `export` folder), or none of them (or the name `default`) for the bundled model."""
-    from ..bilm.interface import load_any_bilm
+    from ..bilm.loading import load_any_bilm
 
     _check_one_source(name, options_file, weight_file, archive)
     if archive is not None:
@@ -91,12 +92,10 @@ def model_statuses(cache_dir: Optional[PathLike] = None) -> List[ModelStatus]:
 
 
 def _bundled_status() -> ModelStatus:
-    from ..bilm.options import ElmoOptions
-
     try:
         options, weights = default_model_files()
     except WeightsError:
         return ModelStatus(DEFAULT_NAME, None, None, False, None, "bundled English model: missing in this installation")
-    return ModelStatus(DEFAULT_NAME, ElmoOptions.from_file(options).output_dim,
+    return ModelStatus(DEFAULT_NAME, LstmOptions.from_file(options).output_dim,
                        options.stat().st_size + weights.stat().st_size, False, options.parent,
                        "bundled English model (see its MODEL_CARD.md)")

@@ -5,7 +5,7 @@ is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a
 `manifest.json`, written last, only after the files passed the strict options/weights (or archive)
 check, with each file's sha256, which loading compares (verify_cached). A model without a matching
 manifest is not cached, whatever else lies in its directory. No command writes into a model's folder
-(protected_paths, used by the output guard in atomic.py).
+(protected_paths, which the package hands to the output guard in atomic.py).
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
+from ..bilm.options import LstmOptions
 from ..errors import DownloadError, ElmoError, OptionsError
 from ..folders import missing_folders, remove_empty
 from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
@@ -237,16 +238,15 @@ def _check_file(model: PublishedModel, paths: Tuple[Path, ...], path: Path) -> N
     the catalogue. Only a file that fails is removed (the next run fetches it again): one that passed,
     downloaded or put there by hand, is never lost to another file's failure."""
     from ..bilm.archive import load_archive  # torch: only once a download is checked
-    from ..bilm.options import ElmoOptions
-    from ..bilm.weights import load_bilm
+    from ..bilm.weights import load_lstm_bilm
 
     what = "model archive" if model.archive is not None else "weights" if path.name == WEIGHTS_NAME else "options"
     try:
         if what == "weights":
-            load_bilm(*paths)
+            load_lstm_bilm(*paths)
         else:
             _check_architecture(model, load_archive(path).options if what == "model archive"
-                                else ElmoOptions.from_file(path))
+                                else LstmOptions.from_file(path))
     except ElmoError as err:
         path.unlink(missing_ok=True)
         raise DownloadError(f"{path.name} of '{model.name}' failed the {what} check and was removed from the "

@@ -2,18 +2,15 @@
 
 Hooks win over static vocab vectors and over spaCy's "same text means similarity 1.0" shortcut.
 They are module-level functions so pickled Docs keep them. spaCy cannot serialize hooks, so Docs
-rebuilt from bytes lose them (not `doc._.elmo`): `nlp.pipe(n_process=...)` and `DocBin.get_docs`
-are wrapped to put them back on every Doc that carries `doc._.elmo`; after a direct
-`Doc.from_bytes`/`Doc.from_disk`, `restore_hooks` does it.
+rebuilt from bytes lose them (not `doc._.elmo`): `restore_hooks` puts them back, and
+`spacy_patches` does it by itself for `nlp.pipe(n_process=...)` and `DocBin.get_docs`.
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
-from spacy.language import Language
-from spacy.tokens import Doc, DocBin, Span, Token
+from spacy.tokens import Doc, Span, Token
 
 from ..errors import InputError
 
@@ -28,7 +25,6 @@ def install_extensions() -> None:
         Doc.set_extension(EXTENSION, default=None)
     if not Doc.has_extension(MODE_EXTENSION):
         Doc.set_extension(MODE_EXTENSION, default="average")
-    install_hook_restoring()
 
 
 def check_vector_mode(mode: Union[str, int], n_layers: Optional[int] = None) -> None:
@@ -116,62 +112,11 @@ def restore_hooks(doc: Doc) -> Doc:
     return attach_hooks(doc)
 
 
-def _restore_if_annotated(doc: Any) -> None:
-    if isinstance(doc, Doc) and "vector" not in doc.user_token_hooks and doc.user_data.get(_USER_DATA_KEY) is not None:
-        attach_hooks(doc)
-
-
-def _restoring(method: Callable[..., Iterator[Any]], doc_of: Callable[[Any, dict], Any]) -> Callable[..., Iterator[Any]]:
-    """`method`, a generator of Docs, with the hooks put back on each Doc it yields."""
-    if getattr(method, "_restores_elmo_hooks", False):
-        return method
-
-    @functools.wraps(method)
-    def restoring(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for item in method(*args, **kwargs):
-            _restore_if_annotated(doc_of(item, kwargs))
-            yield item
-
-    restoring._restores_elmo_hooks = True  # type: ignore[attr-defined]
-    return restoring
-
-
-def _strip_hooks(docs: Iterable[Doc]) -> Iterator[Doc]:
-    """The last step of an `nlp.pipe(n_process=...)` worker: the ELMo hooks off each Doc before spaCy
-    serializes it, which would warn (W109) that hooks are lost; the parent's `Language.pipe` puts them
-    back. Hooks that are not ours stay, and so does spaCy's warning about them."""
-    ours = {token_vector, token_has_vector, span_vector, span_has_vector, doc_vector, doc_has_vector,
-            doc_vector_norm, similarity}
-    for doc in docs:
-        for hooks in (doc.user_hooks, doc.user_token_hooks, doc.user_span_hooks):
-            for key in [key for key, hook in hooks.items() if hook in ours]:
-                del hooks[key]
-        yield doc
-
-
-def _stripping_in_workers(method: Callable[..., Iterator[Doc]]) -> Callable[..., Iterator[Doc]]:
-    """`Language._multiprocessing_pipe` with `_strip_hooks` after the worker's components."""
-    if getattr(method, "_strips_elmo_hooks", False):
-        return method
-
-    @functools.wraps(method)
-    def stripping(self: Language, texts: Any, pipes: Iterable[Callable[..., Iterator[Doc]]], *args: Any,
-                  **kwargs: Any) -> Iterator[Doc]:
-        return method(self, texts, [*pipes, _strip_hooks], *args, **kwargs)
-
-    stripping._strips_elmo_hooks = True  # type: ignore[attr-defined]
-    return stripping
-
-
-def install_hook_restoring() -> None:
-    """Wrap the two spaCy paths that rebuild Docs from bytes, so ELMo vectors come back by themselves,
-    and the workers of `nlp.pipe(n_process=...)`, so that they do not warn that the hooks are lost."""
-    Language.pipe = _restoring(Language.pipe, lambda item, kwargs: item[0] if kwargs.get("as_tuples") else item)
-    Language._multiprocessing_pipe = _stripping_in_workers(Language._multiprocessing_pipe)
-    DocBin.get_docs = _restoring(DocBin.get_docs, lambda item, kwargs: item)
-
-
-_USER_DATA_KEY = ("._.", EXTENSION, None, None)
+#: Where spaCy keeps `doc._.elmo` in `doc.user_data`; it survives DocBin and n_process, the hooks do not.
+USER_DATA_KEY = ("._.", EXTENSION, None, None)
+#: Every hook this module attaches (Doc, Span and Token hooks alike).
+OUR_HOOKS = frozenset({token_vector, token_has_vector, span_vector, span_has_vector, doc_vector, doc_has_vector,
+                       doc_vector_norm, similarity})
 
 
 def attach_hooks(doc: Doc) -> Doc:

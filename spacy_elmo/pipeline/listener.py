@@ -7,7 +7,7 @@ task-specific ELMo), so they are trained and saved with that component even when
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from spacy.attrs import ORTH
 from spacy.tokens import Doc
@@ -18,7 +18,27 @@ from thinc.types import Floats2d, Floats3d
 from ..bilm.scalar_mix import ScalarMix
 from ..errors import ElmoError
 from .hooks import EXTENSION, install_extensions
-from .model import TorchShim
+from .model import LISTENER_ARCHITECTURE, TorchShim
+
+
+class PredictedLayers:
+    """The layers of the Docs its `elmo` component annotated last, as the model's device arrays.
+
+    Listeners read them instead of `doc._.elmo`, which is a host (numpy) copy for users, so on GPU
+    the layers do not go device -> host -> device. Only the last batch is kept, bounding device
+    memory; a Doc whose `doc._.elmo` was replaced since falls back to `doc._.elmo`."""
+
+    def __init__(self) -> None:
+        self._by_id: Dict[int, Tuple[Doc, Any, Floats3d]] = {}
+
+    def keep(self, docs: Sequence[Doc], hosts: Sequence[Any], outputs: Sequence[Floats3d]) -> None:
+        self._by_id = {id(doc): (doc, host, layers) for doc, host, layers in zip(docs, hosts, outputs)}
+
+    def get(self, doc: Doc) -> Optional[Floats3d]:
+        doc_host_layers = self._by_id.get(id(doc))
+        if doc_host_layers is None or doc_host_layers[0] is not doc or doc._.get(EXTENSION) is not doc_host_layers[1]:
+            return None
+        return doc_host_layers[2]
 
 
 class ElmoListener(Model):
@@ -33,6 +53,7 @@ class ElmoListener(Model):
         self._batch_id: Optional[int] = None
         self._outputs: Optional[List[Floats3d]] = None
         self._backprop: Optional[Callable] = None
+        self.predicted = PredictedLayers()
 
     @classmethod
     def get_batch_id(cls, inputs: List[Doc]) -> int:
@@ -58,7 +79,8 @@ class ElmoListener(Model):
             self.set_dim(dim, value)
 
 
-def _no_backprop(d_outputs: List[Floats3d]) -> List[Doc]:
+def no_backprop(d_outputs: List[Floats3d]) -> List[Doc]:
+    """Backprop of layers that get no gradient: a frozen biLM's, or those read from the Doc."""
     return []
 
 
@@ -66,11 +88,15 @@ def listener_forward(model: ElmoListener, docs: List[Doc], is_train: bool) -> Tu
     if is_train and model._batch_id is not None:
         model.verify_inputs(docs)
         return model._outputs, model._backprop  # type: ignore[return-value]
-    return [_doc_layers(model, doc, is_train) for doc in docs], _no_backprop
+    return [_doc_layers(model, doc, is_train) for doc in docs], no_backprop
 
 
 def _doc_layers(model: ElmoListener, doc: Doc, is_train: bool) -> Floats3d:
-    """The layers stored on the Doc; zeros of the right shape where prediction finds none."""
+    """The upstream's device arrays, else the layers stored on the Doc; zeros of the right shape
+    where prediction finds none."""
+    layers = model.predicted.get(doc)
+    if layers is not None:
+        return layers
     layers = doc._.get(EXTENSION)
     if layers is not None:
         return model.ops.asarray3f(layers)
@@ -162,7 +188,7 @@ def build_elmo_tok2vec(head: Model[List[Doc], List[Floats3d]], width: Optional[i
     return model
 
 
-@registry.architectures("spacy-elmo.ElmoListener.v1")
+@registry.architectures(LISTENER_ARCHITECTURE)
 def ElmoListenerTok2Vec(width: Optional[int], mix: Model[List[Floats3d], List[Floats2d]], upstream: str = "*",
                         dropout: float = 0.0, project: bool = True) -> Model[List[Doc], List[Floats2d]]:
     """Token vectors of width `width` from an upstream `elmo` component. Without `project`, `width`

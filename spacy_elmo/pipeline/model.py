@@ -6,6 +6,7 @@ Weights are read at `initialize` (or on first use), never at construction.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from io import BytesIO
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -20,12 +21,18 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, 
 from thinc.types import Floats3d
 
 from ..bilm.char_ids import CharBatch
-from ..bilm.embedder import Embedder, length_batches
-from ..bilm.precision import check_precision
-from ..bilm.interface import ContextualBiLM, bilm_config, bilm_from_config
+from ..bilm.batching import batch_layers, length_batches
+from ..embedder import Embedder
+from ..bilm.settings import BATCH_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
+from ..bilm.interface import ContextualBiLM
+from ..bilm.loading import bilm_config, bilm_from_config
 from ..hub import resolve_bilm
 from ..errors import ElmoError, WeightsError
 from .doc_cache import DocCache
+
+ARCHITECTURE = "spacy-elmo.ElmoModel.v2"
+MAX_LENGTH = 256
+"""Longest sequence the biLM reads; longer sentences and Docs without sentences are cut into windows."""
 
 
 def _one_thread_after_fork() -> None:
@@ -65,8 +72,6 @@ class TorchShim(PyTorchShim):
     @staticmethod
     def _digest(config: Dict[str, Any], state: bytes) -> str:
         """sha256 of the options (the build kwargs) and the weights, stored with them and checked on load."""
-        import hashlib
-
         return hashlib.sha256(srsly.json_dumps(config, sort_keys=True).encode() + state).hexdigest()
 
     def to_bytes(self) -> bytes:
@@ -106,11 +111,11 @@ def build_bilm(**config: Any) -> ContextualBiLM:
     return bilm_from_config(config, source="serialized spacy-elmo model").eval()
 
 
-@registry.architectures("spacy-elmo.ElmoModel.v2")
+@registry.architectures(ARCHITECTURE)
 def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, weight_file: Optional[str] = None,
-              archive: Optional[str] = None, frozen: bool = True, max_length: int = 256, batch_size: int = 64,
-              max_batch_tokens: int = 4096, train_cache_mb: float = 2048,
-              train_cache_dtype: str = "float32", precision: str = "fp32") -> Model[List[Doc], List[Floats3d]]:
+              archive: Optional[str] = None, frozen: bool = True, max_length: int = MAX_LENGTH, batch_size: int = BATCH_SIZE,
+              max_batch_tokens: int = MAX_BATCH_TOKENS, train_cache_mb: float = 2048,
+              train_cache_dtype: str = "float32", precision: str = PRECISION) -> Model[List[Doc], List[Floats3d]]:
     """All biLM layers for every token of every Doc.
 
     The biLM: a catalogue `name` (downloaded once into the cache), official `options_file` +
@@ -146,7 +151,8 @@ def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, we
 
 @registry.architectures("spacy-elmo.ElmoModel.v1")
 def ElmoModel_v1(options_file: Optional[str] = None, weight_file: Optional[str] = None, frozen: bool = True,
-                 max_length: int = 256, batch_size: int = 64, max_batch_tokens: int = 4096) -> Model[List[Doc], List[Floats3d]]:
+                 max_length: int = MAX_LENGTH, batch_size: int = BATCH_SIZE,
+                 max_batch_tokens: int = MAX_BATCH_TOKENS) -> Model[List[Doc], List[Floats3d]]:
     """v2 without the training cache, for pipelines saved before it existed."""
     return ElmoModel(None, options_file, weight_file, None, frozen, max_length, batch_size, max_batch_tokens,
                      train_cache_mb=0)
@@ -195,7 +201,7 @@ def get_embedder(model: Model, bilm: ContextualBiLM) -> Embedder:
     """The core Embedder over the model's module, for runs without autograd. With a frozen biLM it
     keeps the char-CNN vectors of frequent tokens across batches; weights that may change get no cache."""
     frozen = bool(model.attrs["frozen"])
-    precision = model.attrs.get("precision", "fp32")
+    precision = model.attrs.get("precision", PRECISION)
     embedder = model.attrs.get("embedder")
     if (embedder is None or embedder.bilm is not bilm or bool(embedder.cache_size) != frozen
             or embedder.precision != precision):
@@ -205,9 +211,9 @@ def get_embedder(model: Model, bilm: ContextualBiLM) -> Embedder:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3d], Callable]:
-    """One path for prediction, frozen and fine-tuned training: only the call that makes a batch's
-    layer tensor differs (autograd through the shim when the biLM trains). Arrays stay on the
-    model's device from the char ids to the output."""
+    """One path for prediction, frozen and fine-tuned training: `batch_layers` makes every batch's
+    layers, under autograd only when the biLM trains. Arrays stay on the model's device from the
+    char ids to the output."""
     bilm = get_bilm(model)
     train = is_train and not model.attrs["frozen"]
     cache: DocCache = model.attrs["train_cache"]
@@ -237,10 +243,8 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         rows = [pieces[i] for i in group]
         batch = CharBatch.from_sentences([words for _, words, _ in rows], options.max_characters_per_token)
         if train:
-            arrays = (batch.unique, batch.index, batch.lengths)
-            inputs = ArgsKwargs(args=tuple(torch.from_numpy(a).to(bilm.device) for a in arrays), kwargs={})
-            layers, torch_backprop = model.shims[0](inputs, is_train=True)
-            callbacks.append((rows, layers, torch_backprop))
+            layers = batch_layers(bilm.train(), batch)
+            callbacks.append((rows, layers))
         else:
             layers = get_embedder(model, bilm).layers(batch)
         found = torch2xp(layers, ops=model.ops)
@@ -250,19 +254,38 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         cache.put(key, outputs[d])
 
     def backprop(d_outputs: List[Floats3d]) -> List[Doc]:
-        for rows, layers, torch_backprop in callbacks:
+        for rows, layers in callbacks:
             d_layers = model.ops.alloc4f(*layers.shape)
             for b, (d, words, target) in enumerate(rows):
                 d_layers[:, b, 1 : len(words) + 1] = d_outputs[d][:, target]
-            torch_backprop(ArgsKwargs(args=(layers,), kwargs={"grad_tensors": xp2torch(d_layers, device=layers.device)}))
+            torch.autograd.backward(layers, grad_tensors=xp2torch(d_layers, device=layers.device))
         return []
 
     return outputs, backprop
 
 
-def replace_listener_cfg(elmo_model_cfg: Dict[str, Any], listener_cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Config of the stand-alone copy `nlp.replace_listeners` puts where a listener was."""
-    cfg = {key: value for key, value in listener_cfg.items() if key != "upstream"}
+LISTENER_ARCHITECTURE = "spacy-elmo.ElmoListener.v1"
+
+
+def _listener_blocks(cfg: Any) -> List[Dict[str, Any]]:
+    """The ElmoListener.v1 blocks in a config block, itself included."""
+    if not isinstance(cfg, dict):
+        return []
+    if cfg.get("@architectures") == LISTENER_ARCHITECTURE:
+        return [cfg]
+    return [block for value in cfg.values() for block in _listener_blocks(value)]
+
+
+def replace_listener_cfg(elmo_model_cfg: Dict[str, Any], tok2vec_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Config of the stand-alone copy `nlp.replace_listeners` puts where a listener was.
+
+    spaCy hands over the component's whole `model.tok2vec` block whatever the listener's path, so
+    the listener is looked up inside it (`model.tok2vec.elmo` of ElmoConcatTok2Vec, for one)."""
+    blocks = _listener_blocks(tok2vec_cfg) or [tok2vec_cfg]
+    if len(blocks) > 1:
+        raise ElmoError(f"replace_listeners cannot tell which of the {len(blocks)} {LISTENER_ARCHITECTURE} blocks "
+                        "in the component's model.tok2vec config to replace; give each its own component")
+    cfg = {key: value for key, value in blocks[0].items() if key != "upstream"}
     cfg["@architectures"] = "spacy-elmo.ElmoTok2Vec.v1"
     cfg["elmo"] = elmo_model_cfg
     return cfg

@@ -1,13 +1,14 @@
 """The `elmo` pipeline component: runs the biLM, stores its layers on the Doc, serves listeners.
 
 Prediction writes `doc._.elmo` (float32 numpy, all layers), the vector hooks and optionally
-`doc.tensor`. Training hands each batch's layers to the listeners of downstream components
+`doc.tensor`, and hands its listeners the same layers as device arrays (`PredictedLayers`). Training hands each batch's layers to the listeners of downstream components
 (spaCy's Tok2Vec pattern): every listener but the last accumulates its gradient, the last one
 backpropagates the sum once, and spaCy steps the optimizer once per batch. A frozen biLM
 (the default) runs without autograd and never gets optimizer state.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -17,38 +18,24 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer
+from thinc.api import Model, Optimizer
 from thinc.types import Floats3d
 
 from ..errors import ElmoError, WeightsError
 from .hooks import EXTENSION, MODE_EXTENSION, attach_hooks, check_vector_mode, install_extensions, mix_layers
-from .listener import ElmoListener
+from .listener import ElmoListener, PredictedLayers, no_backprop
+from .model import ARCHITECTURE, ElmoModel
+from .spacy_patches import install_patches
 
-DEFAULT_MODEL_CONFIG = """
-[model]
-@architectures = "spacy-elmo.ElmoModel.v2"
-name = null
-options_file = null
-weight_file = null
-archive = null
-frozen = true
-max_length = 256
-batch_size = 64
-max_batch_tokens = 4096
-train_cache_mb = 2048
-train_cache_dtype = "float32"
-precision = "fp32"
-"""
-
-
-def _frozen_backprop(d_outputs: List[Floats3d]) -> List[Doc]:
-    return []
+DEFAULT_MODEL = {"@architectures": ARCHITECTURE,
+                 **{p.name: p.default for p in inspect.signature(ElmoModel).parameters.values()}}
+"""The factory's default model: the architecture with its own defaults, written only there."""
 
 
 @Language.factory(
     "elmo",
     assigns=[f"doc._.{EXTENSION}", f"doc._.{MODE_EXTENSION}"],
-    default_config={"model": Config().from_str(DEFAULT_MODEL_CONFIG)["model"],
+    default_config={"model": DEFAULT_MODEL,
                     "vectors": "average", "set_doc_tensor": False},
 )
 def make_elmo(nlp: Language, name: str, model: Model[List[Doc], List[Floats3d]], vectors: Union[str, int],
@@ -65,11 +52,13 @@ class ElmoComponent(TrainablePipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
                  set_doc_tensor: bool = False) -> None:
         install_extensions()
+        install_patches()  # Docs from DocBin and n_process get their hooks back; see spacy_patches
         check_vector_mode(vectors)
         self.vocab = vocab
         self.model = model
         self.name = name
         self.listener_map: Dict[str, List[ElmoListener]] = {}
+        self.predicted = PredictedLayers()
         self.cfg: Dict[str, Any] = {"vectors": vectors, "set_doc_tensor": set_doc_tensor}
 
     @property
@@ -93,6 +82,7 @@ class ElmoComponent(TrainablePipe):
         self.listener_map.setdefault(component_name, [])
         if listener not in self.listener_map[component_name]:
             self.listener_map[component_name].append(listener)
+        listener.predicted = self.predicted
         if self.model.has_dim("nO"):
             listener.size(self.model.get_dim("nL"), self.model.get_dim("nO"))
 
@@ -101,6 +91,7 @@ class ElmoComponent(TrainablePipe):
         if listener not in listeners:
             return False
         listeners.remove(listener)
+        listener.predicted = PredictedLayers()
         if not listeners:
             del self.listener_map[component_name]
         return True
@@ -116,16 +107,18 @@ class ElmoComponent(TrainablePipe):
         return self.model.predict(list(docs))
 
     def set_annotations(self, docs: Sequence[Doc], outputs: List[Floats3d]) -> None:
-        mode = self.cfg["vectors"]
+        """Numpy copies for users (`doc._.elmo`, hooks, `doc.tensor`); listeners get the device arrays."""
+        docs, mode = list(docs), self.cfg["vectors"]
         if outputs:
             check_vector_mode(mode, outputs[0].shape[0])
-        for doc, layers in zip(docs, outputs):
-            layers = self.model.ops.to_numpy(layers)
-            doc._.set(EXTENSION, layers)
+        hosts = [self.model.ops.to_numpy(layers) for layers in outputs]
+        for doc, host in zip(docs, hosts):
+            doc._.set(EXTENSION, host)
             doc._.set(MODE_EXTENSION, mode)
             if self.cfg["set_doc_tensor"]:
-                doc.tensor = mix_layers(layers, mode)
+                doc.tensor = mix_layers(host, mode)
             attach_hooks(doc)
+        self.predicted.keep(docs, hosts, outputs)
 
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Optimizer] = None,
                losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
@@ -138,7 +131,7 @@ class ElmoComponent(TrainablePipe):
         batch_id = ElmoListener.get_batch_id(docs)
         if self.frozen:
             for listener in self.listeners:
-                listener.receive(batch_id, outputs, _frozen_backprop)
+                listener.receive(batch_id, outputs, no_backprop)
             return losses
         d_outputs = [self.model.ops.alloc3f(*x.shape) for x in outputs]
 

@@ -2,8 +2,8 @@
 
 Reading: text files or directories in one of three formats -- "tokens" (one pre-tokenised sentence
 per line), "lines" (one raw sentence per line, tokenised with spaCy) and "raw" (running text,
-tokenised and sentence-split with spaCy). Streaming: shards are loaded one at a time. Batching:
-bilm-tf's packed stateful windows, one independent sentence stream per direction.
+tokenised and sentence-split with spaCy). Streaming: shards are loaded one at a time; each biLM kind
+makes its batches from these streams (lstm_lm.py, transformer_lm.py).
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import glob
 import logging
 import random
 import re
-from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -19,13 +18,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from ..atomic import AtomicOutput
-from ..bilm.char_ids import BOS, EOS
 from ..errors import InputError
-from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("tokens", "lines", "raw")
+FORMATS = ("raw", "lines", "tokens")
 MAX_LINE_CHARS = 100_000
 """Longer lines (or raw paragraphs) are skipped with a warning: they are almost always broken data."""
 
@@ -266,62 +263,3 @@ class SentenceStream:
         if state["current"] is not None:
             self._load(self._shard(state["current"]), state["order_seed"])
         self.pos = state["pos"]
-
-
-@dataclass
-class _Row:
-    tokens: Sentence
-    ids: np.ndarray
-    cursor: int
-
-
-class PackedBatches:
-    """bilm-tf's training batches for one direction: every row is a full window of `unroll_steps`.
-
-    Each row keeps its current sentence ([<S>, w1..wn, </S>], or reversed for the backward LM) and
-    continues it in the next batch, so the carried LSTM state of row b belongs to the same text.
-    The sentence end is only ever a target. Iteration stops when the stream cannot fill a batch.
-    """
-
-    def __init__(self, stream: SentenceStream, vocab: Vocab, batch_size: int, unroll_steps: int,
-                 reverse: bool = False) -> None:
-        self.stream, self.vocab = stream, vocab
-        self.batch_size, self.unroll_steps, self.reverse = batch_size, unroll_steps, reverse
-        self.rows: List[Optional[_Row]] = [None] * batch_size
-
-    def _next_row(self) -> _Row:
-        sentence = next(self.stream)
-        tokens = [BOS] + sentence + [EOS]
-        if self.reverse:
-            tokens.reverse()
-        return _Row(tokens, self.vocab.ids(tokens), 0)
-
-    def __iter__(self) -> "PackedBatches":
-        return self
-
-    def __next__(self) -> Tuple[List[Sentence], np.ndarray]:
-        """(B rows of T input tokens, (B, T) target ids)."""
-        steps = self.unroll_steps
-        inputs: List[Sentence] = []
-        targets = np.empty((self.batch_size, steps), dtype=np.int64)
-        for b in range(self.batch_size):
-            row_tokens: Sentence = []
-            while len(row_tokens) < steps:
-                row = self.rows[b]
-                if row is None or row.cursor >= len(row.tokens) - 1:
-                    row = self.rows[b] = self._next_row()
-                take = min(steps - len(row_tokens), len(row.tokens) - 1 - row.cursor)
-                filled = len(row_tokens)
-                row_tokens.extend(row.tokens[row.cursor : row.cursor + take])
-                targets[b, filled : filled + take] = row.ids[row.cursor + 1 : row.cursor + 1 + take]
-                row.cursor += take
-            inputs.append(row_tokens)
-        return inputs, targets
-
-    def state_dict(self) -> Dict[str, Any]:
-        rows = [None if r is None else (r.tokens, r.cursor) for r in self.rows]
-        return {"stream": self.stream.state_dict(), "rows": rows}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.stream.load_state_dict(state["stream"])
-        self.rows = [None if r is None else _Row(list(r[0]), self.vocab.ids(r[0]), r[1]) for r in state["rows"]]

@@ -9,21 +9,26 @@ is read on its own from position 0, the forward LM predicting the next token at 
 but `</S>`, the backward LM the previous one at every position but `<S>`. To waste little on
 padding, several sentences share a row of `unroll_steps` positions; the attention masks keep them
 apart (a token sees its own sentence only), so each is computed exactly as if it were alone.
-The text, shards, vocabulary, streams and sampled softmax are the LSTM's.
+The text, shards, vocabulary, streams and sampled softmax are the LSTM's. The export is an AllenNLP
+model archive, with the softmax.
 """
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from ..atomic import AtomicOutput
 from ..bilm.archive import VOCABULARY_NAME, write_archive
-from ..bilm.char_ids import BOS, EOS
-from ..bilm.transformer_bilm import TransformerBiLM, TransformerOptions
+from ..bilm.archive_config import ALLENNLP_HEADS
+from ..bilm.char_ids import BOS, EOS, CharBatch
+from ..bilm.options import TransformerOptions
+from ..bilm.transformer_bilm import TransformerBiLM
+from .bilm_kind import ARCHIVE_SUFFIXES, Batch, BilmKind, Settings
 from .corpus import SentenceStream
 from .softmax import Softmax, SoftmaxLM
 from .vocab import UNK, Vocab
@@ -136,29 +141,27 @@ class SentenceWindows:
 
 def encode_windows(windows: Windows, max_chars: int) -> Tuple[torch.Tensor, ...]:
     """Model inputs: distinct tokens' char ids (U, L), the (B, T) index into them (padding points at
-    the first token; it is masked), positions, segments and targets as tensors."""
-    from .trainer import encode_batch
-
+    <S>; it is masked), positions, segments and targets as tensors."""
     padded = [row + [BOS] * (windows.positions.shape[1] - len(row)) for row in windows.rows]
-    char_ids, index = encode_batch([padded], max_chars)
-    return (char_ids, index[0], torch.from_numpy(windows.positions), torch.from_numpy(windows.segments),
-            torch.from_numpy(windows.targets))
+    chars = CharBatch.from_sentences(padded, max_chars, boundaries=False)
+    return (torch.from_numpy(chars.unique), torch.from_numpy(chars.index), torch.from_numpy(windows.positions),
+            torch.from_numpy(windows.segments), torch.from_numpy(windows.targets))
 
 
 class TransformerBatches:
-    """The trainer's view of SentenceWindows: (model inputs, tokens, targets per direction)."""
+    """The trainer's view of SentenceWindows."""
 
-    def __init__(self, config: Any, vocab: Vocab, paths: Sequence[Any], seed: int, training: bool,
+    def __init__(self, settings: Settings, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
                  batch_size: int) -> None:
-        stream = SentenceStream(paths, config.fmt, config.lang, shuffle=training, loop=training, seed=seed,
-                                min_epoch_tokens=batch_size * config.unroll_steps)
-        self.windows = SentenceWindows(stream, vocab, batch_size, config.unroll_steps)
-        self.max_chars = config.max_characters_per_token
+        stream = SentenceStream(paths, settings.fmt, settings.lang, shuffle=training, loop=training, seed=seed,
+                                min_epoch_tokens=batch_size * settings.unroll_steps)
+        self.windows = SentenceWindows(stream, vocab, batch_size, settings.unroll_steps)
+        self.max_chars = settings.max_characters_per_token
 
     def __iter__(self) -> "TransformerBatches":
         return self
 
-    def __next__(self) -> Tuple[Tuple[torch.Tensor, ...], int, torch.Tensor]:
+    def __next__(self) -> Batch:
         windows = next(self.windows)
         counts = torch.from_numpy((windows.targets != NO_TARGET).sum(axis=(1, 2)))
         return encode_windows(windows, self.max_chars), windows.n_tokens, counts
@@ -210,12 +213,42 @@ def write_allennlp_vocabulary(vocab: Vocab, folder: Path) -> Path:
     return folder
 
 
-def export_archive(model: TransformerLanguageModel, vocab: Vocab, config: Any, path: Path, as_tar: bool) -> Path:
-    """The trained biLM as an AllenNLP model archive (`path` a folder, or a tar.gz), with the softmax
-    and its vocabulary, so that allennlp could load it as a LanguageModel, not only embed with it."""
-    bilm = TransformerBiLM(replace(model.bilm.options, extra={}))
-    bilm.load_state_dict(model.bilm.state_dict())
-    settings = {"num_samples": config.n_negative_samples, "sparse_embeddings": False, "dropout": config.dropout}
-    with tempfile.TemporaryDirectory(prefix="spacy-elmo-vocabulary-") as tmp:
-        vocabulary = write_allennlp_vocabulary(vocab, Path(tmp) / VOCABULARY_NAME)
-        return write_archive(bilm, path, vocabulary, allennlp_softmax_state(model.softmax), settings, as_tar)
+class TransformerKind(BilmKind):
+    options_type = TransformerOptions
+    language_model = TransformerLanguageModel
+
+    def architecture(self, settings: Mapping[str, Any]) -> TransformerOptions:
+        return TransformerOptions(input_dim=settings["input_dim"], hidden_dim=settings["hidden_dim"],
+                                  n_layers=settings["n_layers"],
+                                  filters=tuple((int(w), int(n)) for w, n in settings["filters"]),
+                                  char_embedding_dim=settings["char_embedding_dim"], n_highway=settings["n_highway"],
+                                  n_heads=settings["n_heads"], max_characters_per_token=settings["max_characters_per_token"])
+
+    def batches(self, settings: Settings, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
+                batch_size: int) -> TransformerBatches:
+        return TransformerBatches(settings, vocab, paths, seed, training, batch_size)
+
+    def train_options(self, options: TransformerOptions) -> Dict[str, Any]:
+        return {**options.to_dict(), "kind": options.kind}
+
+    def export_warning(self, options: TransformerOptions) -> Optional[str]:
+        if options.n_heads == ALLENNLP_HEADS:
+            return None
+        return (f"n_heads={options.n_heads}: this run trains, resumes and evaluates, but `export` writes AllenNLP "
+                f"archives, whose transformer has {ALLENNLP_HEADS} heads")
+
+    def export(self, model: SoftmaxLM, vocab: Vocab, settings: Settings, out: Path, with_softmax: bool,
+               overwrite: bool, inputs: Sequence[Path]) -> Path:
+        """An AllenNLP model archive, a folder or (`out` ending in .tar.gz) one file, always with the softmax
+        and its vocabulary, so that allennlp could load it as a LanguageModel, not only embed with it."""
+        as_tar = out.name.endswith(ARCHIVE_SUFFIXES)
+        bilm = TransformerBiLM(replace(model.bilm.options, extra={}))
+        bilm.load_state_dict(model.bilm.state_dict())
+        archive_settings = {"num_samples": settings.n_negative_samples, "sparse_embeddings": False,
+                            "dropout": settings.dropout}
+        with AtomicOutput(out, is_dir=not as_tar, overwrite=overwrite, inputs=inputs) as staging, \
+                tempfile.TemporaryDirectory(prefix="spacy-elmo-vocabulary-") as tmp:
+            vocabulary = write_allennlp_vocabulary(vocab, Path(tmp) / VOCABULARY_NAME)
+            write_archive(bilm, staging.path, vocabulary, allennlp_softmax_state(model.softmax), archive_settings,
+                          as_tar)
+        return out

@@ -1,0 +1,1 @@
+"""Tests of the training package (spacy_elmo/training) and its commands."""
