@@ -49,7 +49,8 @@ def test_disk_full_during_embed(big_text, model, tmp_path):
     assert (tmp_path / "out.hdf5").read_bytes() == b"earlier results" and temp_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130),
+                                          pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
 def test_signal_during_embed_exits_non_zero_and_leaves_nothing(signum, code, big_text, model, tmp_path):
     proc = start("embed", big_text, tmp_path / "out.hdf5", *model)
     wait_for_temp(tmp_path)

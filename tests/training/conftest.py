@@ -9,7 +9,7 @@ from spacy_elmo.training.trainer import train
 from .helpers import KINDS, TINY_ARGS, make_corpus, tiny_config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A corpus, its vocabulary and a 2-step tiny LSTM run; tests copy the whole tree before changing it."""
     root = make_corpus(tmp_path_factory.mktemp("trained"))
@@ -33,3 +33,11 @@ def runs(tmp_path_factory):
     for bilm in KINDS:
         train(tiny_config(root, bilm, max_steps=2, heldout=[], output=str(root / bilm)))
     return root
+
+
+@pytest.fixture
+def text(tmp_path):
+    """A two-line text for the `prepare` and `vocab` commands."""
+    path = tmp_path / "in.txt"
+    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
+    return path

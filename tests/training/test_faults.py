@@ -35,8 +35,11 @@ def python_train(config) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("entry,signum,code", [("pretrain", signal.SIGINT, 130), ("pretrain", signal.SIGTERM, 143),
-                                               ("python", signal.SIGINT, 0)])
+@pytest.mark.parametrize("entry,signum,code", [
+    ("pretrain", signal.SIGINT, 130),
+    pytest.param("pretrain", signal.SIGTERM, 143, marks=pytest.mark.slow),
+    pytest.param("python", signal.SIGINT, 0, marks=pytest.mark.slow),
+])
 def test_a_signal_checkpoints_the_current_step_and_stops(tmp_path, entry, signum, code):
     root = make_corpus(tmp_path / "corpus")
     if entry == "pretrain":

@@ -1,206 +1,23 @@
-"""Bad input and faults of the training commands (prepare, vocab, pretrain, evaluate, export) through the
-command line, in-process: every case exits non-zero with one `Error:` line naming the file, option or
-value, never a traceback, and loses or leaves nothing. Exit status 2 is click's for a bad flag value.
-"""
-import errno
+"""Bad input and faults of `pretrain`: flags, run directories and resuming, from the command line, from
+Python and through `spacy elmo`.
+
+Every case exits non-zero with one `Error:` line naming the file, option or value, never a traceback, and
+loses or leaves nothing. Exit status 2 is click's for a bad flag value."""
 import json
 import os
 import shutil
-import stat
 from dataclasses import replace
 from pathlib import Path
 
-import h5py
 import pytest
 from typer.testing import CliRunner
 
 from cli_helpers import bad_flag, cli, fails, snapshot, temp_files
-from spacy_elmo import load_bilm
-from spacy_elmo.bilm.weights import _official_tensors
-from spacy_elmo.errors import InputError, WeightsError
-from spacy_elmo.training import vocab
+from spacy_elmo.errors import InputError
 from spacy_elmo.training.checkpoint import load_checkpoint, run_config
 from spacy_elmo.training.trainer import train
 
 from .helpers import TINY_ARGS, make_corpus
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
-# --- integrity: export checksums --------------------------------------------------------------
-
-def test_exported_weights_carry_checksums_official_readers_ignore(corpus, tmp_path):
-    """Root attributes only: the datasets are exactly the official ones, so AllenNLP/bilm-tf read it unchanged."""
-    assert cli("export", corpus / "run", tmp_path / "export").exit_code == 0
-    bilm = load_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
-    datasets, attributes = set(), []
-
-    def visit(name, obj):
-        attributes.extend(obj.attrs)
-        if isinstance(obj, h5py.Dataset):
-            datasets.add(name)
-
-    with h5py.File(tmp_path / "export" / "weights.hdf5", "r") as f:
-        assert sorted(f.attrs) == ["spacy_elmo_options_sha256", "spacy_elmo_weights_sha256"]
-        f.visititems(visit)
-    assert datasets == {name for name, _ in _official_tensors(bilm)} and attributes == []
-
-
-def test_flipped_weight_is_a_checksum_error(corpus, tmp_path, text):
-    assert cli("export", corpus / "run", tmp_path / "export").exit_code == 0
-    with h5py.File(tmp_path / "export" / "weights.hdf5", "r+") as f:
-        f["char_embed"][5, 0] += 1e-3
-    fails(cli("embed", text, tmp_path / "out.hdf5", "--options-file", tmp_path / "export" / "options.json",
-              "--weight-file", tmp_path / "export" / "weights.hdf5"),
-          r"weights\.hdf5: checksum mismatch: the weights changed after they were written")
-
-
-def test_weights_with_other_options_is_a_checksum_error(corpus, tmp_path):
-    assert cli("export", corpus / "run", tmp_path / "export").exit_code == 0
-    options = json.loads((tmp_path / "export" / "options.json").read_text())
-    options["lstm"]["cell_clip"] = 5.0
-    (tmp_path / "export" / "options.json").write_text(json.dumps(options))
-    with pytest.raises(WeightsError, match="written with different options than the options file given"):
-        load_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
-
-
-# --- export -----------------------------------------------------------------------------------
-
-def test_export_refuses_an_existing_directory_without_overwrite(corpus, tmp_path):
-    out = tmp_path / "export"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    before = snapshot(tmp_path)
-    fails(cli("export", corpus / "run", out), r"export already exists; choose another output or pass --overwrite")
-    assert snapshot(tmp_path) == before
-    assert cli("export", corpus / "run", out, "--overwrite").exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["options.json", "vocab.txt", "weights.hdf5"]
-    assert temp_files(tmp_path) == []
-
-
-def test_an_lstm_run_is_not_exported_to_an_archive_name(corpus, tmp_path):
-    """An LSTM export is a folder: asked for lstm.tar.gz, export used to make a folder of that name."""
-    before = snapshot(tmp_path)
-    fails(cli("export", corpus / "run", tmp_path / "lstm.tar.gz"),
-          r"lstm\.tar\.gz: an LSTM run exports to a folder \(options\.json, weights\.hdf5, vocab\.txt\), not an archive")
-    assert snapshot(tmp_path) == before
-
-
-def test_export_into_the_run_directory_is_refused(corpus):
-    before = snapshot(corpus)
-    fails(cli("export", corpus / "run", corpus / "run", "--overwrite"), r"would overwrite the input")
-    assert snapshot(corpus) == before
-
-
-def test_export_of_a_corrupt_checkpoint(corpus, tmp_path):
-    ckpt = corpus / "run" / "checkpoint.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[:5000])
-    fails(cli("export", corpus / "run", tmp_path / "export"), r"checkpoint\.pt: the file is truncated or corrupt")
-    assert not (tmp_path / "export").exists() and temp_files(tmp_path) == []
-
-
-def test_export_of_a_directory_without_a_run(tmp_path):
-    (tmp_path / "empty").mkdir()
-    fails(cli("export", tmp_path / "empty", tmp_path / "export"), r"no training checkpoint at .*checkpoint\.pt")
-    assert not (tmp_path / "export").exists()
-
-
-def test_export_failure_midway_leaves_no_directory(corpus, tmp_path, monkeypatch):
-    def full(self, path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(vocab.Vocab, "to_file", full)
-    fails(cli("export", corpus / "run", tmp_path / "export"), r"vocab\.txt: No space left on device: the disk is full")
-    assert not (tmp_path / "export").exists() and temp_files(tmp_path) == []
-
-
-# --- prepare and vocab ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("args,flag,shown", [
-    (["--n-shards", "0"], "--n-shards", "0 is not an integer >= 1"),
-    (["--n-process", "0"], "--n-process", "0 is not an integer >= 1"),
-    (["--format", "pdf"], "--format", "'pdf' is not one of raw, lines, tokens"),
-    (["--seed", "-1"], "--seed", "-1 is not an integer >= 0"),
-])
-def test_prepare_bad_flag_values(args, flag, shown, text, tmp_path):
-    before = snapshot(tmp_path)
-    bad_flag(cli("prepare", text, "-o", tmp_path / "shards", *args), flag, shown)
-    assert snapshot(tmp_path) == before
-
-
-def test_prepare_refuses_to_write_over_its_input(tmp_path):
-    texts = tmp_path / "texts"
-    texts.mkdir()
-    (texts / "a.txt").write_text("The cat sat. The dog ran.\n")
-    before = snapshot(tmp_path)
-    fails(cli("prepare", texts, "-o", texts, "--overwrite"), r"--output .*texts would overwrite the input")
-    assert snapshot(tmp_path) == before
-
-
-def test_prepare_existing_output_needs_overwrite_and_is_replaced_whole(tmp_path):
-    (tmp_path / "a.txt").write_text(" ".join(["The cat sat on the mat."] * 40) + "\n")
-    assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "3").exit_code == 0
-    before = snapshot(tmp_path)
-    fails(cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2"),
-          r"the --output .*shards already exists; choose another --output or pass --overwrite")
-    assert snapshot(tmp_path) == before
-    assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2", "--overwrite").exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["shard-00000.txt", "shard-00001.txt"]
-    assert temp_files(tmp_path) == []
-
-
-def test_prepare_failure_midway_leaves_no_shards(tmp_path, monkeypatch):
-    (tmp_path / "a.txt").write_text(" ".join(["The cat sat on the mat."] * 40) + "\n")
-    real, calls = Path.write_text, []
-
-    def second_fails(self, *args, **kwargs):
-        calls.append(self)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(self))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", second_fails)
-    fails(cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "3"), r"the disk is full")
-    assert not (tmp_path / "shards").exists() and temp_files(tmp_path) == []
-
-
-@pytest.mark.parametrize("content,pattern", [
-    (b"", r"the file is empty"),
-    (b"abc\x00def", r"looks like a binary file"),
-    (b"caf\xe9 au lait\n", r"not valid UTF-8 \(bad byte at offset 3\)"),
-])
-def test_prepare_bad_text(content, pattern, tmp_path):
-    (tmp_path / "bad.txt").write_bytes(content)
-    fails(cli("prepare", tmp_path / "bad.txt", "-o", tmp_path / "shards"), r"bad\.txt: " + pattern)
-    assert not (tmp_path / "shards").exists()
-
-
-def test_prepare_missing_input_and_unknown_language(text, tmp_path):
-    fails(cli("prepare", tmp_path / "nope", "-o", tmp_path / "shards"), r"no text files found at .*nope")
-    fails(cli("prepare", text, "-o", tmp_path / "shards", "--lang", "xx-not-a-language"), r"no spaCy language 'xx-not")
-    assert not (tmp_path / "shards").exists()
-
-
-def test_vocab_bad_flags_and_overwriting_an_input(text, tmp_path):
-    bad_flag(cli("vocab", text, "-o", tmp_path / "v.txt", "--max-size", "3"), "--max-size", "3 is not an integer >= 4")
-    bad_flag(cli("vocab", text, "-o", tmp_path / "v.txt", "--min-count", "0"), "--min-count", "0 is not")
-    before = snapshot(tmp_path)
-    fails(cli("vocab", text, "-o", text), r"would overwrite the input")
-    assert snapshot(tmp_path) == before
-
-
-def test_vocab_replaces_a_file_whole_keeping_its_mode(text, tmp_path):
-    out = tmp_path / "vocab.txt"
-    out.write_text("old\n")
-    out.chmod(0o600)
-    assert cli("vocab", text, "-o", out).exit_code == 0
-    assert out.read_text().split("\n")[:3] == ["<S>", "</S>", "<UNK>"]
-    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and temp_files(tmp_path) == []
 
 
 # --- pretrain: flags --------------------------------------------------------------------------
@@ -410,16 +227,6 @@ def test_checkpoint_options_are_checked_before_the_model_is_built(corpus, tmp_pa
     assert snapshot(corpus) == before and not (tmp_path / "export").exists()
 
 
-# --- evaluate ---------------------------------------------------------------------------------
-
-def test_evaluate_errors(trained, tmp_path):
-    bad_flag(cli("evaluate", trained / "run", trained / "heldout.txt", "--batch-size", "0"), "--batch-size", "0 is not")
-    fails(cli("evaluate", tmp_path / "nothing", trained / "heldout.txt"), r"no training checkpoint at")
-    fails(cli("evaluate", trained / "run", tmp_path / "missing.txt"), r"no text files found at .*missing\.txt")
-    (tmp_path / "short.txt").write_text("the cat .\n")
-    fails(cli("evaluate", trained / "run", tmp_path / "short.txt"), r"held-out text .* is smaller than one batch")
-
-
 # --- the Python API ---------------------------------------------------------------------------
 
 def test_resume_from_python_refuses_other_settings(corpus):
@@ -441,10 +248,3 @@ def test_spacy_elmo_app_rejects_bad_flags_the_same_way(trained, tmp_path):
     result = CliRunner().invoke(spacy_app, ["elmo", "export", str(tmp_path / "no-run"), str(tmp_path / "out")])
     fails(result, r"no training checkpoint at .*no-run")
     assert sorted(tmp_path.iterdir()) == []
-
-
-def test_an_empty_output_directory_is_used(tmp_path):
-    (tmp_path / "a.txt").write_text(" ".join(["The cat sat on the mat."] * 10) + "\n")
-    (tmp_path / "shards").mkdir()
-    assert cli("prepare", tmp_path / "a.txt", "-o", tmp_path / "shards", "--n-shards", "2").exit_code == 0
-    assert len(list((tmp_path / "shards").iterdir())) == 2
