@@ -1,0 +1,103 @@
+"""The package's import graph, read from the source: no loop (function-local imports included, so none can
+hide one), every arrow pointing down the layers, and the torch biLM free of spaCy."""
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "spacy_elmo"
+LAYERS = [
+    {"errors", "atomic", "folders", "signals", "distributed"},
+    {"bilm"},
+    {"hub"},
+    {"embedder"},
+    {"training", "pipeline"},
+    {"cli", "__main__"},
+]
+"""Lowest first: a module may import its own layer's and lower layers' modules, never a higher one's."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """(imported module, line, at module level) for each import of the package inside `path`."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf8"))
+    top = set(map(id, tree.body))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{alias.name}" if is_module(f"{base}.{alias.name}") else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            if target.split(".")[0] == "spacy_elmo":
+                yield target, node.lineno, id(node) in top
+
+
+def is_module(name: str) -> bool:
+    path = ROOT.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+GRAPH = {module_name(path): list(imports(path)) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer(module: str) -> int:
+    part = module.split(".")[1] if "." in module else None
+    return next(i for i, names in enumerate(LAYERS) if part in names) if part else len(LAYERS)
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in GRAPH if m != "spacy_elmo" and layer(m) == len(LAYERS)] == []
+
+
+def test_no_import_loop_even_through_function_local_imports():
+    edges = defaultdict(set)
+    for module, targets in GRAPH.items():
+        edges[module].update(t for t, _, _ in targets if t != module and t in GRAPH)
+    state, loops = {}, []
+
+    def visit(module, trail):
+        state[module] = "open"
+        for target in sorted(edges[module]):
+            if state.get(target) == "open":
+                loops.append(trail[trail.index(target):] + [target])
+            elif target not in state:
+                visit(target, trail + [target])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert loops == []
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_imports_point_down_the_layers(module):
+    """The package root is the public face and may import anything; nothing imports it back."""
+    arrows_up = [(target, line) for target, line, _ in GRAPH[module]
+                 if target == "spacy_elmo" or (module != "spacy_elmo" and layer(target) > layer(module))]
+    assert arrows_up == []
+
+
+def test_the_torch_bilm_never_imports_spacy_or_thinc():
+    found = []
+    for path in sorted((PACKAGE / "bilm").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [(path.name, n) for n in names if n.split(".")[0] in {"spacy", "thinc"}]
+    assert found == []
