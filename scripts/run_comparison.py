@@ -22,7 +22,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 TASKS: Dict[str, Dict[str, str]] = {
     "ewt": {"configs": "tagger_parser", "train": "corpus/ewt/en_ewt-ud-train.spacy",
@@ -33,6 +33,19 @@ TASKS: Dict[str, Dict[str, str]] = {
              "test": "corpus/sst5/test.spacy"},
 }
 SYSTEMS = ("elmo", "baseline", "vectors", "vectors_elmo")
+MAKER = {"ewt": "convert-ewt", "wnut17": "convert-wnut", "sst5": "convert-sst"}
+"""The project.yml command that writes each task's corpus."""
+
+
+def missing_inputs(runs: List[Tuple[str, str, int]], vectors: str) -> List[str]:
+    """One line per input file a run needs that is not there, with the command that makes it."""
+    needed: Dict[str, str] = {}
+    for task, system, _ in runs:
+        needed.update({TASKS[task][split]: MAKER[task] for split in ("train", "dev", "test")})
+        if system.startswith("vectors"):
+            needed[vectors] = "vectors"
+    return [f"{path} is missing: make it with `python -m spacy project run {command}`"
+            for path, command in needed.items() if not Path(path).exists()]
 
 
 def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
@@ -96,6 +109,9 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--training", default="training")
     args = parser.parse_args(argv)
     runs = [(task, system, seed) for seed in args.seeds for task in args.tasks for system in args.systems]
+    missing = missing_inputs(runs, args.vectors)
+    if missing:
+        sys.exit("\n".join(f"Error: {line}" for line in missing))
     with ThreadPoolExecutor(args.jobs) as pool:
         for line in pool.map(lambda run: run_one(*run, args), runs):
             print(line, flush=True)
