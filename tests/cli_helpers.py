@@ -17,26 +17,32 @@ from spacy_elmo.atomic import TMP_SUFFIX
 from spacy_elmo.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+CLI = [sys.executable, "-m", "spacy_elmo"]
+
+
+def child_env() -> dict:
+    """The environment of a command under test: this process's as it is now (a test may have set a variable),
+    one torch thread, and the checkout importable."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def cli(*args, **kwargs):
     return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 
-def run(*args, limit_bytes=None, cwd=None, env=None):
-    """`python -m spacy_elmo ARGS` in a subprocess, optionally under a file size limit."""
+def run(*args, limit_bytes=None, cwd=None, env=None, program=CLI):
+    """`python -m spacy_elmo ARGS` (or `program` ARGS) in a subprocess, optionally under a file size limit."""
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
-    return subprocess.run([sys.executable, "-m", "spacy_elmo", *map(str, args)], capture_output=True, text=True,
-                          env=env or ENV, cwd=cwd, preexec_fn=limit if limit_bytes else None, timeout=300)
+    return subprocess.run([*program, *map(str, args)], capture_output=True, text=True, env=env or child_env(),
+                          cwd=cwd, preexec_fn=limit if limit_bytes else None, timeout=300)
 
 
 def start(*args):
-    return subprocess.Popen([sys.executable, "-m", "spacy_elmo", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    return subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
 
 
 def wait_for(event: Callable[[], bool], what: str, timeout: float = 120) -> None:

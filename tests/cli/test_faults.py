@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import ENV, one_error, run, snapshot, start, temp_files
+from cli_helpers import child_env, one_error, run, snapshot, start, temp_files
 from spacy_elmo.atomic import TMP_SUFFIX
 
 
@@ -78,7 +78,7 @@ def test_killed_embed_leaves_a_temp_file_the_next_run_removes(big_text, model, t
 
 def spacy_cli(*args):
     return subprocess.run([sys.executable, "-m", "spacy", "elmo", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=300)
+                          env=child_env(), timeout=300)
 
 
 def test_spacy_elmo_command_has_the_same_boundary(model, tmp_path):

@@ -1,11 +1,6 @@
 """Shared by the hub tests: the catalogue paths the fixtures are served under, a real HTTP server on
 127.0.0.1 with faults to order, and readers of the cache and of one-line errors."""
-import hashlib
-import os
 import re
-import resource
-import signal
-import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler
@@ -79,28 +74,13 @@ def handler_for(storage):
 
     return Handler
 
-def cache_listing(tmp_path):
-    return sorted(p.name for p in (tmp_path / "cache" / "small").iterdir()) if (tmp_path / "cache" / "small").exists() else []
 
+def cache_listing(tmp_path, name="small"):
+    directory = tmp_path / "cache" / name
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
-def run_module(*args, **kwargs):
-    return subprocess.run([*TINY_CLI, *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
 
 def one_error_line(stderr):
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in stderr, stderr
     return lines[0]
-
-def file_size_limit():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
-
-def transformer_listing(tmp_path):
-    directory = tmp_path / "cache" / "transformer"
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
-
-def cache_snapshot(tmp_path):
-    root = tmp_path / "cache"
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}

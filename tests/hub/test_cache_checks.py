@@ -12,14 +12,13 @@ import time
 
 import pytest
 
-from cli_helpers import cli
+from cli_helpers import cli, snapshot
 from spacy_elmo.errors import DownloadError
 from spacy_elmo.hub import MODELS, fetch_model
 
 from conftest import ROOT
 
-from .helpers import (SMALL, OPTIONS_PATH, WEIGHTS_PATH, TINY_CLI, cache_listing, one_error_line, transformer_listing,
-                      cache_snapshot)
+from .helpers import SMALL, OPTIONS_PATH, WEIGHTS_PATH, TINY_CLI, cache_listing, one_error_line
 
 
 def test_a_mirror_serving_another_model_is_refused_before_the_weights(storage, tmp_path, monkeypatch):
@@ -38,7 +37,7 @@ def test_a_mirror_serving_another_model_is_refused_before_the_weights(storage, t
     with pytest.raises(DownloadError, match=r"not the published 'transformer' model: projection size 16 "
                                             r"\(published: 512\), highway layers 1 \(published: 2\)"):
         fetch_model("transformer", progress=False)
-    assert transformer_listing(tmp_path) == []
+    assert cache_listing(tmp_path, "transformer") == []
 
 
 def test_a_cached_file_with_flipped_bits_is_refused_when_loaded(storage, tmp_path):
@@ -46,7 +45,7 @@ def test_a_cached_file_with_flipped_bits_is_refused_when_loaded(storage, tmp_pat
     damaged = bytearray(weights.read_bytes())
     damaged[len(damaged) // 2] ^= 0x10
     weights.write_bytes(bytes(damaged))
-    before = cache_snapshot(tmp_path)
+    before = snapshot(tmp_path / "cache")
     with pytest.raises(DownloadError, match=rf"{re.escape(str(weights))} no longer matches the sha256 recorded in "
                                             r".*manifest\.json .*delete it and run `python -m spacy_elmo download small`"):
         fetch_model("small", progress=False)
@@ -54,7 +53,7 @@ def test_a_cached_file_with_flipped_bits_is_refused_when_loaded(storage, tmp_pat
     source.write_text("a b\n")
     result = cli("embed", source, tmp_path / "out.hdf5", "--model", "small")
     assert result.exit_code == 1 and "no longer matches the sha256" in one_error_line(result.stderr)
-    assert cache_snapshot(tmp_path) == before and not (tmp_path / "out.hdf5").exists()
+    assert snapshot(tmp_path / "cache") == before and not (tmp_path / "out.hdf5").exists()
 
 
 def test_a_verified_cache_costs_a_stat(storage, tmp_path, monkeypatch):
@@ -138,12 +137,12 @@ def test_embed_never_writes_into_the_model_cache(storage, tmp_path):
     directory = fetch_model("small", progress=False)
     source = tmp_path / "in.txt"
     source.write_text("a b\n")
-    before = cache_snapshot(tmp_path)
+    before = snapshot(tmp_path / "cache")
     for output in (directory / "weights.hdf5", directory / "vectors.hdf5"):
         result = cli("embed", source, output, "--model", "small", "--overwrite")
         assert result.exit_code == 1
         assert re.search(r"would overwrite the model folder .*cache/small", one_error_line(result.stderr))
-    assert cache_snapshot(tmp_path) == before
+    assert snapshot(tmp_path / "cache") == before
     n_requests = len(storage.log)
     assert cli("embed", source, tmp_path / "out.hdf5", "--model", "small").exit_code == 0
     assert len(storage.log) == n_requests

@@ -1,22 +1,17 @@
 """Published models through the command line: `models`, `download`, `embed --model`, pretraining from a
 published model, and every download error as one `Error:` line."""
-import os
 import re
-import subprocess
 
 import pytest
 import torch
 
-from cli_helpers import cli
+from cli_helpers import cli, run
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm.loading import load_any_bilm
 from spacy_elmo.hub import fetch_model, resolve_model_files
 from spacy_elmo.hub.catalogue import model_names
 
-from conftest import ROOT
-
-from .helpers import (OPTIONS_PATH, WEIGHTS_PATH, ARCHIVE_PATH, TINY_CLI, cache_listing, run_module, one_error_line,
-                      file_size_limit)
+from .helpers import OPTIONS_PATH, WEIGHTS_PATH, ARCHIVE_PATH, TINY_CLI, cache_listing, one_error_line
 
 
 def test_models_command_shows_what_is_cached(storage, tmp_path):
@@ -79,7 +74,7 @@ def test_cli_errors_are_one_line(setup, message, storage, fixture_bytes, tmp_pat
 
 def test_disk_full_through_the_cli(storage, tmp_path):
     """RLIMIT_FSIZE makes writes past 300 kB fail with EFBIG, as a full disk fails them with ENOSPC."""
-    result = run_module("download", "small", "--no-progress", preexec_fn=file_size_limit)
+    result = run("download", "small", "--no-progress", program=TINY_CLI, limit_bytes=300_000)
     assert result.returncode == 1
     assert "disk full while writing" in one_error_line(result.stderr)
     assert cache_listing(tmp_path) == ["options.json", "weights.hdf5.part"]
@@ -88,14 +83,13 @@ def test_disk_full_through_the_cli(storage, tmp_path):
 
 @pytest.mark.slow
 def test_download_through_python_m_and_spacy_elmo(storage, tmp_path):
-    result = run_module("download", "small")
+    result = run("download", "small", program=TINY_CLI)
     assert result.returncode == 0, result.stderr
     directory = tmp_path / "cache" / "small"
     assert result.stdout.split() == ["small:", str(directory)]
     assert "100%" in result.stderr
     n_requests = len(storage.log)
-    spacy_cli = subprocess.run([*TINY_CLI, "spacy", "elmo", "download", "small"], capture_output=True,
-                               text=True, timeout=300, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    spacy_cli = run("spacy", "elmo", "download", "small", program=TINY_CLI)
     assert spacy_cli.returncode == 0 and spacy_cli.stdout == result.stdout, spacy_cli.stderr
     assert len(storage.log) == n_requests
 

@@ -11,15 +11,14 @@ from spacy_elmo import Embedder
 from spacy_elmo.errors import DownloadError, WeightsError
 from spacy_elmo.hub import MODELS, fetch_model, resolve_model_files
 
-
-from .helpers import ARCHIVE_PATH, TRANSFORMER, transformer_listing
+from .helpers import ARCHIVE_PATH, TRANSFORMER, cache_listing
 
 
 def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_bytes, tmp_path):
     archive = fetch_model("transformer", progress=False)
     assert archive == tmp_path / "cache" / "transformer" / "model.tar.gz"
     assert archive.read_bytes() == archive_bytes
-    assert transformer_listing(tmp_path) == ["manifest.json", "model.tar.gz"]
+    assert cache_listing(tmp_path, "transformer") == ["manifest.json", "model.tar.gz"]
     manifest = json.loads((archive.parent / "manifest.json").read_text())
     assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].archive.url, "size": len(archive_bytes),
                                                  "sha256": hashlib.sha256(archive_bytes).hexdigest(),
@@ -64,7 +63,7 @@ def test_a_corrupt_transformer_archive_is_removed_and_never_cached(damage, messa
         storage.files[ARCHIVE_PATH] = buffer.getvalue()
     with pytest.raises(DownloadError, match=f"'transformer' failed the model archive check and was removed.*{message}"):
         fetch_model("transformer", progress=False)
-    assert transformer_listing(tmp_path) == []
+    assert cache_listing(tmp_path, "transformer") == []
     storage.files[ARCHIVE_PATH] = archive_bytes
     assert fetch_model("transformer", progress=False).read_bytes() == archive_bytes
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import pytest
 
-from cli_helpers import ENV, one_error, run, start, temp_files, wait_for
+from cli_helpers import child_env, one_error, run, start, temp_files, wait_for
 from spacy_elmo.training.checkpoint import load_checkpoint, run_config
 from spacy_elmo.training.trainer import train
 
@@ -31,7 +31,7 @@ def python_train(config) -> subprocess.Popen:
     """`train(config)` from Python in a process of its own."""
     script = ("import json, sys; from spacy_elmo.training.trainer import TrainConfig, train; "
               "train(TrainConfig(**json.loads(sys.argv[1])))")
-    return subprocess.Popen([sys.executable, "-c", script, json.dumps(asdict(config))], env=ENV,
+    return subprocess.Popen([sys.executable, "-c", script, json.dumps(asdict(config))], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
