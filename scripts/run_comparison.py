@@ -26,22 +26,22 @@ from typing import Dict, List, Tuple
 
 TASKS: Dict[str, Dict[str, str]] = {
     "ewt": {"configs": "tagger_parser", "train": "corpus/ewt/en_ewt-ud-train.spacy",
-            "dev": "corpus/ewt/en_ewt-ud-dev.spacy", "test": "corpus/ewt/en_ewt-ud-test.spacy"},
+            "dev": "corpus/ewt/en_ewt-ud-dev.spacy", "test": "corpus/ewt/en_ewt-ud-test.spacy",
+            "made_by": "convert-ewt"},
     "wnut17": {"configs": "ner", "train": "corpus/wnut17/train.spacy", "dev": "corpus/wnut17/dev.spacy",
-               "test": "corpus/wnut17/test.spacy"},
+               "test": "corpus/wnut17/test.spacy", "made_by": "convert-wnut"},
     "sst5": {"configs": "textcat", "train": "corpus/sst5/train.spacy", "dev": "corpus/sst5/dev.spacy",
-             "test": "corpus/sst5/test.spacy"},
+             "test": "corpus/sst5/test.spacy", "made_by": "convert-sst"},
 }
+"""Per task: the config suffix, the corpus files and the project.yml command that writes them."""
 SYSTEMS = ("elmo", "baseline", "vectors", "vectors_elmo")
-MAKER = {"ewt": "convert-ewt", "wnut17": "convert-wnut", "sst5": "convert-sst"}
-"""The project.yml command that writes each task's corpus."""
 
 
 def missing_inputs(runs: List[Tuple[str, str, int]], vectors: str) -> List[str]:
     """One line per input file a run needs that is not there, with the command that makes it."""
     needed: Dict[str, str] = {}
     for task, system, _ in runs:
-        needed.update({TASKS[task][split]: MAKER[task] for split in ("train", "dev", "test")})
+        needed.update({TASKS[task][split]: TASKS[task]["made_by"] for split in ("train", "dev", "test")})
         if system.startswith("vectors"):
             needed[vectors] = "vectors"
     return [f"{path} is missing: make it with `python -m spacy project run {command}`"
