@@ -34,8 +34,8 @@ from .spacy_patches import install_patches
 DEFAULT_MODEL = {"@architectures": ARCHITECTURE,
                  **{p.name: p.default for p in inspect.signature(ElmoModel).parameters.values()}}
 """The factory's default model: the architecture with its own defaults, written only there."""
-SAVED_BEFORE_STORE = {"store": "layers", "store_dtype": "float32"}
-"""What a pipeline saved before the `store` setting existed kept on each Doc: every layer, float32."""
+SAVED_BEFORE_STORE = "layers"
+"""What a pipeline saved before the `store` setting existed kept on each Doc (float32, as store_dtype's default)."""
 
 
 @Language.factory(
@@ -220,21 +220,21 @@ class ElmoComponent(TrainablePipe):
                                     exclude)
 
     def _load_saved_cfg(self, load: Callable[[], Any], exclude: Iterable[str]) -> "ElmoComponent":
-        """`load` (TrainablePipe's, which updates `cfg` from the saved one). spaCy fills the factory's
-        default `store` into an old config, so the saved cfg tells: one without `store` comes from a
-        pipeline saved before the setting, which kept every layer, and goes on doing so."""
+        """`load` (TrainablePipe's, which updates `cfg` from the saved one), with `store` and
+        `store_dtype` as the config gives them (the saved config, or an override at load). spaCy fills
+        the factory default "auto" into a config saved before `store` existed; such a pipeline, told
+        by a saved cfg without `store`, kept every layer and goes on doing so."""
         if "cfg" in exclude:
             load()
             return self
-        given = {key: self.cfg.pop(key) for key in SAVED_BEFORE_STORE}
+        given = {key: self.cfg.pop(key) for key in ("store", "store_dtype")}
         try:
             load()
-        except BaseException:
+        finally:
+            saved_before = "store" not in self.cfg
             self.cfg.update(given)
-            raise
-        for key, value in SAVED_BEFORE_STORE.items():
-            self.cfg.setdefault(key, value)
-        check_store(self.cfg["store"], self.cfg["store_dtype"])
+        if saved_before and given["store"] == "auto":
+            self.cfg["store"] = SAVED_BEFORE_STORE
         return self
 
     def add_label(self, label: str) -> int:
