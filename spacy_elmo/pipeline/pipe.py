@@ -2,10 +2,10 @@
 
 Prediction hands its listeners all layers as device arrays (`PredictedLayers`) and keeps on each Doc
 what `store` says: all layers (`doc._.elmo`), the token vectors (`doc._.elmo_vectors`) or nothing, with
-the vector hooks where something is kept, and optionally `doc.tensor`. Training hands each batch's layers to the listeners of downstream components
-(spaCy's Tok2Vec pattern): every listener but the last accumulates its gradient, the last one
-backpropagates the sum once, and spaCy steps the optimizer once per batch. A frozen biLM
-(the default) runs without autograd and never gets optimizer state.
+the vector hooks where something is kept, and optionally `doc.tensor`. Training hands each batch's
+layers to the listeners of downstream components (spaCy's Tok2Vec pattern): every listener but the
+last accumulates its gradient, the last one backpropagates the sum once, and spaCy steps the optimizer
+once per batch. A frozen biLM (the default) runs without autograd and never gets optimizer state.
 """
 from __future__ import annotations
 
@@ -128,19 +128,20 @@ class ElmoComponent(TrainablePipe):
     def set_annotations(self, docs: Sequence[Doc], outputs: List[Floats3d]) -> None:
         """Numpy copies of what `store` keeps for users (and `doc.tensor`); listeners get the device arrays."""
         docs, mode, store, dtype = list(docs), self.cfg["vectors"], self.store, self.cfg["store_dtype"]
+        tensor = self.cfg["set_doc_tensor"]
         check_store(self.cfg["store"], dtype)
         if outputs:
             check_vector_mode(mode, outputs[0].shape[0])
         kept_layers = []
         for doc, layers in zip(docs, outputs):
-            host = self.model.ops.to_numpy(layers) if store != "none" or self.cfg["set_doc_tensor"] else None
-            # a copy, not a view that would keep all layers alive
-            vectors = np.array(mix_layers(host, mode)) if store == "vectors" or self.cfg["set_doc_tensor"] else None
+            host = self.model.ops.to_numpy(layers) if store != "none" or tensor else None
+            # np.array copies: a view of one layer would keep all of them alive
+            vectors = np.array(mix_layers(host, mode)) if store == "vectors" or tensor else None
             kept = host.astype(dtype, copy=False) if store == "layers" else None
             set_or_clear(doc, EXTENSION, kept)
             set_or_clear(doc, VECTORS_EXTENSION, vectors.astype(dtype, copy=False) if store == "vectors" else None)
             doc._.set(MODE_EXTENSION, mode)
-            if self.cfg["set_doc_tensor"]:
+            if tensor:
                 doc.tensor = vectors
             if store != "none":
                 attach_hooks(doc)
