@@ -107,33 +107,52 @@ def measure_apply(pipelines: Dict[str, Path], work: Path) -> Dict[str, dict]:
     return found
 
 
-def kept(pipeline: str, jsonl: str, n_tokens: int) -> dict:
-    """In a subprocess: resident memory growth while keeping the Docs of `n_tokens` tokens of text
-    (after a discarded warm-up of 10k tokens), and the bytes of the arrays those Docs keep."""
+def resident_after_gc() -> float:
+    """Resident memory once garbage is collected and glibc has given its free pages back."""
+    import ctypes
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return rss_mb()
+
+
+def two_passes(pipeline: str, jsonl: str, n_tokens: int, keep: bool) -> dict:
+    """In a subprocess: `nlp.pipe` over `n_tokens` tokens of text with its Docs discarded, then over the
+    same text again, keeping its Docs or not; the resident memory at the end, and the bytes of the
+    arrays the kept Docs hold. The two runs differ only in the kept Docs, so the difference of their
+    memory is what those Docs take (the biLM's working memory and the strings are in both)."""
     import numpy as np
     import spacy
 
     nlp = spacy.load(pipeline)
-    stream = cycle(texts(Path(jsonl)))
-    warm = 0
-    for doc in nlp.pipe(stream, batch_size=64):
-        warm += len(doc)
-        if warm >= 10_000:
-            break
-    gc.collect()
-    before = rss_mb()
-    docs, total = [], 0
-    for doc in nlp.pipe(stream, batch_size=64):
-        docs.append(doc)
-        total += len(doc)
-        if total >= n_tokens:
-            break
-    gc.collect()
-    grown = rss_mb() - before
-    arrays = sum(value.nbytes for doc in docs for value in doc.user_data.values() if isinstance(value, np.ndarray))
-    return {"tokens": total, "rss_growth_mb": round(grown, 1),
-            "rss_mb_per_100k_tokens": round(grown * 100_000 / total, 1),
-            "kept_array_mb_per_100k_tokens": round(arrays / 2**20 * 100_000 / total, 1)}
+    paragraphs = texts(Path(jsonl))
+    found = {}
+    for keeping in (False, keep):
+        docs, total = [], 0
+        for doc in nlp.pipe(cycle(paragraphs), batch_size=64):
+            total += len(doc)
+            if keeping:
+                docs.append(doc)
+            if total >= n_tokens:
+                break
+        found = {"tokens": total, "rss_mb": round(resident_after_gc(), 1),
+                 "array_mb": round(sum(value.nbytes for doc in docs for value in doc.user_data.values()
+                                       if isinstance(value, np.ndarray)) / 2**20, 1)}
+    return found
+
+
+def measure_kept(pipelines: Dict[str, Path], work: Path, n_tokens: int) -> Dict[str, dict]:
+    """Resident memory of kept Docs per 100k tokens: a run that keeps them minus one that does not."""
+    found = {}
+    for name, pipeline in pipelines.items():
+        runs = {how: in_subprocess(how, pipeline, work / "excerpt.jsonl", n_tokens, work / f"kept-{name}-{how}.log")
+                for how in ("discard", "keep")}
+        per_100k = 100_000 / runs["keep"]["tokens"]
+        found[name] = {"runs": runs,
+                       "rss_mb_per_100k_tokens": round((runs["keep"]["rss_mb"] - runs["discard"]["rss_mb"]) * per_100k, 1),
+                       "kept_array_mb_per_100k_tokens": round(runs["keep"]["array_mb"] * per_100k, 1)}
+        print(name, found[name], flush=True)
+    return found
 
 
 def flat(pipeline: str, jsonl: str, n_tokens: int) -> dict:
@@ -192,7 +211,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         function, pipeline, jsonl, n_tokens = args.child
-        print(json.dumps({"kept": kept, "flat": flat}[function](pipeline, jsonl, int(n_tokens))))
+        if function == "flat":
+            print(json.dumps(flat(pipeline, jsonl, int(n_tokens))))
+        else:
+            print(json.dumps(two_passes(pipeline, jsonl, int(n_tokens), keep=function == "keep")))
         return
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     cpu = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout)
@@ -205,8 +227,7 @@ def main() -> None:
         if part == "apply":
             found = measure_apply(pipelines, args.work)
         elif part == "kept":
-            found = {name: in_subprocess("kept", pipeline, jsonl, args.kept_tokens, args.work / f"kept-{name}.log")
-                     for name, pipeline in pipelines.items()}
+            found = measure_kept(pipelines, args.work, args.kept_tokens)
         elif part == "speed":
             found = measure_speed(pipelines, args.work, args.rounds)
         elif part == "flat":
