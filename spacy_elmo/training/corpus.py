@@ -34,13 +34,14 @@ _PG_END = re.compile(r"^\*{3}\s*END OF.*$|^\s*End of (the )?Project Gutenberg.*$
 
 
 def expand_paths(paths: Iterable[PathLike]) -> List[Path]:
-    """Files, directories (every non-hidden file below, sorted) and glob patterns, in the order given."""
+    """Files, directories (every non-hidden file below, sorted) and glob patterns, in the order given. A
+    path named as such may also be a stream (a named pipe, /dev/stdin, a shell's <(...)), read once."""
     found: List[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
-        elif path.is_file():
+        elif path.exists():
             found.append(path)
         else:
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import distributed
-from ..atomic import AtomicOutput
+from ..atomic import AtomicOutput, special_kind
 from ..bilm.precision import native_bf16
 from ..errors import InputError
 from ..signals import StopRequest, stop_requests
@@ -70,6 +70,10 @@ def forward_precision(config: TrainConfig, device: torch.device) -> torch.autoca
 
 
 def rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
+    for path in paths:
+        if special_kind(path):
+            raise InputError(f"the training text {path} is {special_kind(path)}, which can be read only once, but "
+                             "training reads its text again every epoch; save it to a file first (e.g. with `prepare`)")
     if len(paths) < world:
         raise InputError(f"{world} processes need at least {world} training files (shards), found {len(paths)}; "
                          "split the text with `python -m spacy_elmo prepare --n-shards N`")
