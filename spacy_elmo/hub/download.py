@@ -9,7 +9,6 @@ loading checks (cache.verify_cached). What pooch lacks, resuming with HTTP Range
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
 from ..bilm.options import LstmOptions
-from ..errors import DownloadError, ElmoError, OptionsError
+from ..errors import DISK_FULL, DownloadError, ElmoError, OptionsError
 from ..folders import missing_folders, remove_empty
 from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
                     loadable_path, mirrored, model_dir, verify_cached, write_manifest)
@@ -29,7 +28,6 @@ from .catalogue import PublishedModel, RemoteFile, get_model
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = (15, 60)
 MAX_RESUMES = 5
-DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 class _Dropped(Exception):

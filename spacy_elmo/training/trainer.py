@@ -12,8 +12,9 @@ import logging
 import math
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -25,9 +26,9 @@ from ..atomic import AtomicOutput, special_kind
 from ..bilm.precision import native_bf16
 from ..errors import InputError
 from ..signals import StopRequest, stop_requests
-from .checkpoint import (CHECKPOINT, LOG, append_log, load_checkpoint, prepare_output, rng_state, run_config, save_checkpoint,
-                         set_rng_state, trim_log, write_train_options)
-from .config import TrainConfig, check_resume
+from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train_options, load_checkpoint, prepare_output,
+                         rng_state, run_config, save_checkpoint, set_rng_state, trim_log, write_train_options)
+from .config import TrainConfig, architecture_settings, check_resume
 from .corpus import expand_paths
 from .export import export
 from .lstm_lm import LstmLanguageModel as LanguageModel
@@ -36,6 +37,11 @@ from .softmax import SoftmaxLM
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
+
+
+MAX_LOSS = 700.0
+"""A mean loss above this (nats per token: probability below 1e-304 for the targets, a perplexity beyond
+a float) is divergence, like inf and NaN; the run stops with an error rather than train on."""
 
 
 def make_optimizer(config: TrainConfig, model: SoftmaxLM) -> torch.optim.Optimizer:
@@ -80,13 +86,15 @@ def rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
     return paths[rank::world]
 
 
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
+          given: Optional[Collection[str]] = None) -> Dict[str, Any]:
     """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set
     and `interrupted` (the signal's name) when SIGINT/SIGTERM stopped it after a checkpoint.
 
     A new run is built under a temporary name and appears, whole, with the checkpoint of its first step
     (so a run that fails to start leaves nothing); `resume` refuses settings that differ from the
-    run's own (see `RESUMABLE`); `overwrite` replaces an existing run.
+    run's own (see `RESUMABLE`); `overwrite` replaces an existing run. With `init_from`, the architecture
+    settings named in `given` (by default: those not at their defaults) must be the source's.
     """
     rank, world = distributed.world()
     device = distributed.local_device(world)
@@ -95,7 +103,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     with distributed.process_group(world, device):
         staging = prepare_output(config, resume, overwrite) if rank == 0 else None
         try:
-            return _Run(config, resume, staging, rank, world, device).train()
+            return _Run(config, resume, staging, rank, world, device, given).train()
         finally:
             if staging is not None:
                 staging.discard()
@@ -105,6 +113,7 @@ def _resume_state(config: TrainConfig) -> Tuple[Dict[str, Any], Vocab]:
     out = Path(config.output)
     ckpt = load_checkpoint(out)
     check_resume(run_config(ckpt, out), vars(config), out)
+    check_train_options(ckpt, out, config)
     return ckpt, Vocab(ckpt["vocab"], source=str(out / CHECKPOINT))
 
 
@@ -113,13 +122,16 @@ class _Run:
     a checkpoint saves; rank 0 writes the run directory (the staging one until the first checkpoint)."""
 
     def __init__(self, config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], rank: int, world: int,
-                 device: torch.device) -> None:
-        self.config, self.staging, self.rank, self.world, self.device = config, staging, rank, world, device
+                 device: torch.device, given: Optional[Collection[str]] = None) -> None:
+        self.staging, self.rank, self.world, self.device = staging, rank, world, device
         out = Path(config.output)
         ckpt, self.vocab = _resume_state(config) if resume else (None, Vocab.from_file(config.vocab))
         torch.manual_seed(config.seed)
-        self.model = (initial_model(config, self.vocab) if ckpt is None
+        self.model = (initial_model(config, self.vocab, given) if ckpt is None
                       else checkpoint_model(ckpt, config, out, config.n_negative_samples))
+        if config.init_from and ckpt is None:  # the checkpoint records the sizes the weights have
+            config = replace(config, **architecture_settings(self.model.bilm.options))
+        self.config = config
         self.model.sampler = np.random.default_rng([config.seed, rank])
         self.model.to(device).train()
         self.optimizer = make_optimizer(config, self.model)
@@ -152,7 +164,7 @@ class _Run:
         warning = self.config.kind.impl.export_warning(options)
         if warning:
             logger.warning("%s", warning)
-        write_train_options(self.run_dir / "train_options.json", options, self.config, len(self.vocab))
+        write_train_options(self.run_dir / TRAIN_OPTIONS, options, self.config, len(self.vocab))
         self.vocab.to_file(self.run_dir / "vocab.txt")
 
     def save(self) -> None:
@@ -217,10 +229,15 @@ class _Run:
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
         set_bilm_learning_rate(self.optimizer, config, self.step)
         self.optimizer.step()
-        if not torch.isfinite(loss):
-            raise InputError(f"the training loss became {loss.item()} at step {self.step + 1}; lower the learning rate")
+        value = loss.item()
+        diverged = not value <= MAX_LOSS  # NaN included
+        totals = distributed.all_sum(torch.tensor([step_tokens, diverged], dtype=torch.float64), self.world)
+        if totals[1]:
+            became = f"{value:g}" if diverged else "inf or NaN in another process"
+            raise InputError(f"the training loss became {became} at step {self.step + 1}: the run diverged; start "
+                             f"again with a lower --learning-rate (now {config.learning_rate:g})")
         self.step += 1
-        step_tokens = int(distributed.all_sum(torch.tensor([step_tokens], dtype=torch.float64), self.world).item())
+        step_tokens = int(totals[0].item())
         self.tokens += step_tokens
         return losses.detach().cpu(), grad_norm, step_tokens
 
@@ -241,8 +258,7 @@ class _Run:
         mean = distributed.all_sum(window.loss / window.steps, self.world) / self.world
         speed = window.tokens / max(time.time() - window.start, 1e-9)
         record = {"step": self.step, "tokens": self.tokens, "minutes": round(self.elapsed / 60, 3),
-                  "loss": mean.mean().item(), "ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
-                  "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1), "grad_norm": float(grad_norm),
+                  "loss": mean.mean().item(), **perplexities(mean), "tokens_per_s": round(speed, 1), "grad_norm": float(grad_norm),
                   "precision": config.precision}
         if self.rank == 0:
             append_log(self.run_dir / LOG, record)
@@ -288,8 +304,13 @@ def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: Train
         raise InputError(f"the held-out text {[str(p) for p in files]} is smaller than one batch of "
                          f"{batch_size} x {config.unroll_steps} tokens; use a smaller batch size")
     mean = total / count
-    return {"ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
-            "bwd_ppl": math.exp(mean[1].item()), "tokens": int(count[0].item())}
+    return {**perplexities(mean), "tokens": int(count[0].item())}
+
+
+def perplexities(mean: torch.Tensor) -> Dict[str, float]:
+    """exp of the mean loss of both directions and of each; inf where it exceeds a float (a loss above ~709)."""
+    return {name: math.exp(loss) if loss < 709 else math.inf
+            for name, loss in (("ppl", mean.mean().item()), ("fwd_ppl", mean[0].item()), ("bwd_ppl", mean[1].item()))}
 
 
 __all__ = ["TrainConfig", "LanguageModel", "train", "evaluate", "export", "model_from_checkpoint"]
