@@ -29,7 +29,7 @@ from ..signals import StopRequest, stop_requests
 from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train_options, load_checkpoint, prepare_output,
                          rng_state, run_config, save_checkpoint, set_rng_state, trim_log, write_train_options)
 from .config import TrainConfig, architecture_settings, check_resume
-from .corpus import expand_paths
+from .corpus import expand_paths, sample_sentences
 from .export import export
 from .lstm_lm import LstmLanguageModel as LanguageModel
 from .models import checkpoint_model, initial_model, model_from_checkpoint
@@ -86,6 +86,19 @@ def rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
     return paths[rank::world]
 
 
+MAX_UNKNOWN = 0.5
+"""A training text with more of its tokens outside the vocabulary (in a sample) gets a warning."""
+
+
+def _warn_unknown(vocab: Vocab, shard: Path, config: TrainConfig) -> None:
+    """Most of the targets <UNK>: the vocabulary is likely another text's (or the wrong --format)."""
+    rate, n_tokens = vocab.unknown_rate(sample_sentences(shard, config.fmt, config.lang))
+    if rate > MAX_UNKNOWN:
+        logger.warning("%.0f%% of the %d tokens sampled from %s are not in the vocabulary %s, so the softmax learns "
+                       "them as <UNK>; check that --vocab was built from this text (`vocab`) and --format is right",
+                       100 * rate, n_tokens, shard, config.vocab)
+
+
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
           given: Optional[Collection[str]] = None) -> Dict[str, Any]:
     """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set
@@ -136,6 +149,8 @@ class _Run:
         self.model.to(device).train()
         self.optimizer = make_optimizer(config, self.model)
         shards = rank_shards(expand_paths(config.train), rank, world)
+        if rank == 0 and ckpt is None:
+            _warn_unknown(self.vocab, shards[0], config)
         self.batches = config.kind.impl.batches(config, self.vocab, shards, 1000 * config.seed + 2 * rank, True,
                                            config.batch_size)
         self.state: Any = None
@@ -286,8 +301,9 @@ def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: Train
              batch_size: int) -> Dict[str, float]:
     """Held-out perplexity with the full softmax, no dropout: exp of the mean over predicted tokens of
     0.5 * (forward + backward) loss, computed in fp32 whatever precision the run trained in, so that runs
-    in either precision are measured alike. The LSTM reads bilm-tf's windows with its state carried (run_test;
-    the last partial batch is skipped); a transformer reads every sentence on its own.
+    in either precision are measured alike. The LSTM reads bilm-tf's windows with its state carried (run_test),
+    the last ones padded, so that every held-out token is scored (bilm-tf skipped the last partial batch); a
+    transformer reads every sentence on its own.
     """
     was_training = model.training
     model.eval()
@@ -301,8 +317,7 @@ def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: Train
         count += targets
     model.train(was_training)
     if not count.all():
-        raise InputError(f"the held-out text {[str(p) for p in files]} is smaller than one batch of "
-                         f"{batch_size} x {config.unroll_steps} tokens; use a smaller batch size")
+        raise InputError(f"the held-out text {[str(p) for p in files]} has no tokens to score")
     mean = total / count
     return {**perplexities(mean), "tokens": int(count[0].item())}
 
