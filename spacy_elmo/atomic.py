@@ -3,11 +3,11 @@
 Every file or directory spacy-elmo writes is built under a temporary name beside its target and
 renamed into place when complete. Only regular files and directories are written: a device, a named
 pipe or a socket is refused as an output, with or without --overwrite. A symlink output is written
-through: its target is checked and replaced as if named itself, and the link stays. Temporary names carry the writer's process id, so the next run
-can tell the leftovers of a killed run (removed, with a warning) from those of a live one (an
-error: two runs must not write the same output). New outputs get the umask's permissions; a
-replaced file keeps its mode. A commit never happens after an interrupt (see `signals`), even if
-some library swallowed the exception it raised.
+through: its target is checked and replaced as if named itself, and the link stays. Temporary names
+carry the writer's process id, so the next run can tell the leftovers of a killed run (removed, with
+a warning) from those of a live one (an error: two runs must not write the same output). New outputs
+get the umask's permissions; a replaced file keeps its mode. A commit never happens after an
+interrupt (see `signals`), even if some library swallowed the exception it raised.
 """
 from __future__ import annotations
 

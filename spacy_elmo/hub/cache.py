@@ -4,9 +4,9 @@ Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` wri
 is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a model archive, and
 `manifest.json`, written last, only after the files passed the strict options/weights (or archive)
 check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
-from the one recorded (STAMP). A model without a matching
-manifest is not cached, whatever else lies in its directory. No command writes into a model's folder
-(protected_paths, which the package hands to the output guard in atomic.py).
+from the one recorded (STAMP). A model without a matching manifest is not cached, whatever else lies in
+its directory. No command writes into a model's folder (protected_paths, which the package hands to the
+output guard in atomic.py).
 """
 from __future__ import annotations
 
@@ -120,9 +120,9 @@ def file_sha256(path: Path) -> str:
 
 STAMP = ("st_size", "st_mtime_ns", "st_ctime_ns", "st_ino")
 """What a file's stat must show again for a load to trust its earlier hash. Size and mtime alone miss an
-in-place change whose writer put them back (a restored backup, `os.utime`); the ctime (which no call can
-set back: the kernel stamps every change of content or metadata) and the inode (a file replaced by
-another) catch it."""
+in-place change whose writer put them back (a restored backup, `os.utime`); the ctime (which no file call
+can set back: the kernel stamps it at every change of content or metadata) and the inode (a file replaced
+by another) catch it. A file that was only copied or chmod-ed is hashed once more, then trusted again."""
 
 
 def stamp(path: Path) -> Dict[str, int]:

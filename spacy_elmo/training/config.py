@@ -30,8 +30,9 @@ RESUMABLE = ("output", "max_steps", "max_minutes", "checkpoint_every", "checkpoi
 precision (and no loss-scaler state), so a switch changes only the arithmetic of the steps after it,
 which the log records per line."""
 PATH_SETTINGS = ("train", "vocab", "heldout", "init_from")
-ARCHITECTURE = ("lstm_dim", "projection_dim", "cell_clip", "proj_clip", "use_skip_connections", "input_dim", "hidden_dim",
-                "n_heads", "n_layers", "filters", "char_embedding_dim", "n_highway", "max_characters_per_token")
+ARCHITECTURE = ("lstm_dim", "projection_dim", "cell_clip", "proj_clip", "use_skip_connections", "input_dim",
+                "hidden_dim", "n_heads", "n_layers", "filters", "char_embedding_dim", "n_highway",
+                "max_characters_per_token")
 """The settings that describe the biLM (those of its options): `--init-from` brings its own."""
 FLAGS = {"char_embedding_dim": "--char-dim"}
 """`pretrain` flags not named after their setting."""

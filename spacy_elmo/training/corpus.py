@@ -141,7 +141,8 @@ def read_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en", gutenb
     return _sentences(text, path, fmt, lang)
 
 
-def sample_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en", max_bytes: int = 1 << 20) -> List[Sentence]:
+def sample_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en",
+                     max_bytes: int = 1 << 20) -> List[Sentence]:
     """The sentences of the whole lines in the first `max_bytes` of a text file: a quick look at a corpus."""
     path = Path(path)
     with open(path, "rb") as f:

@@ -74,7 +74,8 @@ def _check_kind(found: str, wanted: str, source: Path) -> None:
                          f"pass --bilm {found} or start from a {wanted} model")
 
 
-def refuse_other_sizes(options: BiLMOptions, config: TrainConfig, given: Optional[Collection[str]], source: Path) -> None:
+def refuse_other_sizes(options: BiLMOptions, config: TrainConfig, given: Optional[Collection[str]],
+                       source: Path) -> None:
     """`--init-from` brings its biLM's sizes: a size setting asked for that differs is refused rather than
     ignored. `given` names the settings asked for (pretrain's flags); None: those not at their defaults."""
     theirs = architecture_settings(options)

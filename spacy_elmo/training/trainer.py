@@ -26,8 +26,9 @@ from ..atomic import AtomicOutput, special_kind
 from ..bilm.precision import native_bf16
 from ..errors import InputError
 from ..signals import StopRequest, stop_requests
-from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train_options, load_checkpoint, prepare_output,
-                         rng_state, run_config, save_checkpoint, set_rng_state, trim_log, write_train_options)
+from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train_options, load_checkpoint,
+                         prepare_output, rng_state, run_config, save_checkpoint, set_rng_state, trim_log,
+                         write_train_options)
 from .config import TrainConfig, architecture_settings, check_resume
 from .corpus import expand_paths, sample_sentences
 from .export import export
@@ -273,8 +274,8 @@ class _Run:
         mean = distributed.all_sum(window.loss / window.steps, self.world) / self.world
         speed = window.tokens / max(time.time() - window.start, 1e-9)
         record = {"step": self.step, "tokens": self.tokens, "minutes": round(self.elapsed / 60, 3),
-                  "loss": mean.mean().item(), **perplexities(mean), "tokens_per_s": round(speed, 1), "grad_norm": float(grad_norm),
-                  "precision": config.precision}
+                  "loss": mean.mean().item(), **perplexities(mean), "tokens_per_s": round(speed, 1),
+                  "grad_norm": float(grad_norm), "precision": config.precision}
         if self.rank == 0:
             append_log(self.run_dir / LOG, record)
         postfix = {"tok/s": f"{speed:.0f}", "loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}

@@ -19,7 +19,8 @@ def test_a_whitespace_only_corpus_says_so(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
     fails(cli("vocab", tmp_path / "blank.txt", "-o", tmp_path / "vocab.txt"),
           r"blank\.txt: the file holds only whitespace \(7 bytes\), no text")
-    fails(cli("vocab", tmp_path / "empty.txt", "-o", tmp_path / "vocab.txt"), r"empty\.txt: the file is empty \(0 bytes\)")
+    fails(cli("vocab", tmp_path / "empty.txt", "-o", tmp_path / "vocab.txt"),
+          r"empty\.txt: the file is empty \(0 bytes\)")
     assert not (tmp_path / "vocab.txt").exists()
 
 
