@@ -1,7 +1,9 @@
 # Reproduce the default English biLM shipped in spacy_elmo/models/default (see its MODEL_CARD.md):
-# stage 1 trains it from scratch, stage 2 continues it on the same text with the web text repeated.
+# stage 1 trains it from scratch, stage 2 continues it on the same text with the web text repeated, stage 3
+# (one GPU) adds tweets and SST text. DATA: the corpora, as `python -m spacy project assets` (network) or
+# `python -m spacy project run data` (from a local copy, --vars.local_data) put them in assets/.
 PYTHON ?= python
-DATA ?= ../shared/data
+DATA ?= assets
 RUN ?= runs/default
 MINUTES ?= 80
 CONTINUED ?= runs/v2
