@@ -62,8 +62,8 @@ stage3-corpus:
 		--sst --tweets-repeat 4 --heldout-tweets 2000
 
 stage3-train:
-	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu1/out --run $(STAGE3)-gpu1/model \
+	$(PYTHON) scripts/train_stage3.py $(STAGE3) $(STAGE3)-gpu1/out --run $(STAGE3)-gpu1/model \
 		--minutes 5.5 --warmup-steps 600 --batch-size 256
-	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu2/out --run $(STAGE3)-gpu2/model \
+	$(PYTHON) scripts/train_stage3.py $(STAGE3) $(STAGE3)-gpu2/out --run $(STAGE3)-gpu2/model \
 		--init-from $(STAGE3)-gpu1/export --minutes 3.5 --warmup-steps 0 --batch-size 256
 	cp $(STAGE3)-gpu2/export/options.json $(STAGE3)-gpu2/export/weights.hdf5 $(MODEL_DIR)/
