@@ -1,6 +1,7 @@
 """What a newcomer meets first (issues 17, 24): a fast `--help`, tests that need nothing beside the checkout,
 and a spaCy training run that cannot get its model stopping with one line and no empty output folder."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +39,19 @@ def test_the_suite_needs_nothing_outside_the_checkout():
         assert {"LICENSE.txt", "README.md"} & {path.name for path in folder.iterdir()}, f"{folder}: no licence"
     tests = [path for path in ROOT.glob("tests/**/*.py") if path != ROOT / "tests" / "conftest.py"]
     assert not [str(path) for path in tests if OUTSIDE_CHECKOUT.search(path.read_text(encoding="utf8"))]
+
+
+def test_quickstart_command_one_runs_again(tmp_path):
+    """The README's first command, its embedding part as written, twice in one folder: the second run must
+    not refuse the first run's vectors.hdf5."""
+    readme = (ROOT / "README.md").read_text(encoding="utf8")
+    command = re.search(r"```bash\n(.*?)\n```", readme.split("## Quickstart", 1)[1], re.S).group(1)
+    embed = command.split(" && ", 1)[1]
+    assert "embed" in embed and "vectors.hdf5" in embed
+    for _ in range(2):
+        result = run("bash", "-eo", "pipefail", "-c", embed, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "vectors.hdf5").stat().st_size > 0
 
 
 def test_spacy_train_that_cannot_get_its_model_stops_with_one_line(tmp_path):
