@@ -126,7 +126,7 @@ def pretrain_command(
     unroll_steps: int = setting("unroll_steps", help="Positions per batch row: bilm-tf's unroll steps (lstm), or the "
                                                      "row that whole sentences are packed into (transformer)"),
     n_negative_samples: int = setting("n_negative_samples"),
-    optimizer: str = setting("optimizer", help="adagrad (bilm-tf) or adam"),
+    optimizer: str = setting("optimizer", help="adam, or adagrad (bilm-tf's; with --learning-rate 0.2)"),
     learning_rate: float = setting("learning_rate"),
     clip_norm: float = setting("clip_norm"),
     max_steps: int = setting("max_steps", help="Stop after this many steps (0: no limit)"),
