@@ -6,6 +6,8 @@ spaCy's embedding layer (MultiHashEmbed: NORM/PREFIX/SUFFIX/SHAPE, optional stat
 the encoder is spaCy's (MaxoutWindowEncoder, or TorchBiLSTMEncoder, the paper's task biLSTM).
 A Maxout layer mixes the concatenation down to the encoder's width, as MultiHashEmbed mixes its
 own features, so the baseline is exactly this model without the ELMo branch and that layer.
+For SST the paper also concatenated ELMo to the encoder's output (§4, Table 1):
+`spacy-elmo.ElmoInOutTok2Vec.v1`, a second listener with its own scalar mix.
 """
 from __future__ import annotations
 
@@ -31,4 +33,22 @@ def ElmoConcatTok2Vec(elmo: Model[List[Doc], List[Floats2d]], embed: Model[List[
     model.set_ref("embed", embed)
     model.set_ref("encode", encode)
     model.set_ref("elmo", elmo)
+    return model
+
+
+@registry.architectures("spacy-elmo.ElmoInOutTok2Vec.v1")
+def ElmoInOutTok2Vec(elmo: Model[List[Doc], List[Floats2d]], elmo_output: Model[List[Doc], List[Floats2d]],
+                     embed: Model[List[Doc], List[Floats2d]], encode: Model[List[Floats2d], List[Floats2d]],
+                     width: int, maxout_pieces: int = 3) -> Model[List[Doc], List[Floats2d]]:
+    """[encode(Maxout([elmo(doc); embed(doc)])); elmo_output(doc)]: ELMo at the encoder's input and output.
+
+    `elmo_output` is a second ELMo feature model with its own scalar mix (the paper learns separate
+    weights for each place); its width is added to `width` once known (the biLM's, unless projected)."""
+    inner = ElmoConcatTok2Vec(elmo, embed, encode, width, maxout_pieces)
+    model = concatenate(inner, elmo_output)
+    if elmo_output.has_dim("nO"):
+        model.set_dim("nO", width + elmo_output.get_dim("nO"))
+    for name in ("embed", "encode", "elmo"):
+        model.set_ref(name, inner.get_ref(name))
+    model.set_ref("elmo_output", elmo_output)
     return model
