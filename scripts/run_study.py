@@ -36,7 +36,8 @@ def settings(task: str) -> Dict[str, List[str]]:
     the ELMo concatenation's width) are left out of that system's runs."""
     tok2vec = f"components.{COMPONENT[task]}.model.tok2vec"
     width = [f"{tok2vec}.{key}=256" for key in ("width", "embed.width", "encode.width")]
-    dropout = ["training.dropout=0.3"] + [f"{tok2vec}.{key}.dropout=0.3" for key in ("elmo", "elmo_output")]
+    elmo = ("elmo", "elmo_output") if task == "sst5" else ("elmo",)
+    dropout = ["training.dropout=0.3"] + [f"{tok2vec}.{key}.dropout=0.3" for key in elmo]
     return {"base": [], "wide": width, "drop3": dropout, "lr2": ["training.optimizer.learn_rate=0.002"]}
 
 
