@@ -9,7 +9,7 @@ entry per task, metric and comparison: both systems' config and run files, and t
 reduction of the means), metrics/results.md (mean ± standard deviation per metric and the seed-wise
 differences; per run the training time, words/s and where its dev score peaked), metrics/results.png and,
 when there are dev-search records (scripts/run_study.py), metrics/search.md; with --readme, puts the
-tables into README.md between the markers <!-- results:start --> and <!-- results:end -->.
+score tables into README.md between the markers <!-- results:start --> and <!-- results:end -->.
 """
 from __future__ import annotations
 
@@ -196,6 +196,8 @@ def main() -> None:
               for c in COMPARISONS if any(e["comparison"] == c for e in summary)]
     text = "\n\n".join([*tables, speed_table(args.metrics)]) + "\n"
     (args.metrics / "results.md").write_text(text)
+    readme_text = "\n\n".join([*tables, f"Per run: training time, words/s and where the dev score peaked in "
+                                         f"[{args.metrics}/results.md]({args.metrics}/results.md)."]) + "\n"
     chart(summary, args.metrics / "results.png")
     print(text)
     search = search_table(args.metrics)
@@ -206,7 +208,7 @@ def main() -> None:
         if START not in readme or END not in readme:
             raise SystemExit(f"{args.readme} has no {START} ... {END} markers")
         head, rest = readme.split(START, 1)
-        args.readme.write_text(f"{head}{START}\n{text}{END}{rest.split(END, 1)[1]}")
+        args.readme.write_text(f"{head}{START}\n{readme_text}{END}{rest.split(END, 1)[1]}")
 
 
 if __name__ == "__main__":

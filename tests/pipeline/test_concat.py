@@ -234,7 +234,7 @@ def test_results_table_from_metrics_files(tmp_path):
     headline_row = ("| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % "
                     "| +10.00 [+10.00, +10.00], 2/2 seeds |")
     assert text.index(headline_row) < text.index(features_row)
-    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in text
+    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in (tmp_path / "metrics" / "results.md").read_text()
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000
     assert ("| wnut17 | wide | `components.ner.model.tok2vec.embed.width=256` | vectors_bilstm | 40.00 "
             "| entity P 50.00, entity R 40.00, entity F 40.00 | 800 / 1600 | 1,234 |") in (tmp_path / "metrics" / "search.md").read_text()
