@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import matplotlib
+import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -44,6 +45,8 @@ COMPARISONS = {"vectors": {"baseline": "vectors", "elmo": "vectors_elmo",
                             "title": "static vectors pair at 4x the budget (EWT 8,000 steps)"}}
 SIDES = ("baseline", "elmo")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+BOOTSTRAP = {"ents_f": ("tp", "pred", "gold"), "cats_micro_f": ("correct",)}
+"""The metrics with a paired bootstrap, and the per-Doc counts (scripts/predict_test.py) it resamples."""
 
 
 def runs_of(metrics: Path, task: str, system: str, variant: str = "") -> List[Path]:
@@ -85,6 +88,26 @@ def speeds(train_log: Path) -> Dict[str, Optional[float]]:
             "best_step": best["step"] if best else None, "last_third_gain": gain}
 
 
+def bootstrap_p(runs: List[List[Path]], key: str, samples: int = 2000) -> Optional[float]:
+    """Paired bootstrap over the test Docs: the share of resamples on which the seed mean of + ELMo is not
+    above the baseline's, every run scored on the same resampled Docs; None unless every run has its
+    per-Doc counts (SYSTEM_seedN.test.jsonl)."""
+    files = [[path.with_name(path.stem + ".test.jsonl") for path in side] for side in runs]
+    if not all(f.exists() for side in files for f in side):
+        return None
+    counts = [[numpy.array([[json.loads(line)[c] for c in BOOTSTRAP[key]] for line in f.read_text().splitlines()],
+                           dtype=float) for f in side] for side in files]
+    n_docs = counts[0][0].shape[0]
+    weights = numpy.random.default_rng(0).multinomial(n_docs, numpy.full(n_docs, 1 / n_docs), size=samples)
+    means = []
+    for side in counts:
+        sums = [weights @ c for c in side]
+        scores = [s[:, 0] / n_docs if key == "cats_micro_f" else 2 * s[:, 0] / numpy.maximum(s[:, 1] + s[:, 2], 1)
+                  for s in sums]
+        means.append(numpy.mean(scores, axis=0))
+    return float(numpy.mean(means[1] <= means[0]))
+
+
 def summarise(metrics: Path, root: Path) -> List[dict]:
     """One entry per (task, metric, comparison) whose two systems both have runs; "baseline" and "elmo"
     name the comparison's two sides, "system" inside each the configs they ran."""
@@ -104,6 +127,8 @@ def summarise(metrics: Path, root: Path) -> List[dict]:
                                    "mean": statistics.mean(values), "values": values,
                                    "seeds": [seed_of(path) for path in runs[side]]}
                 entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
+                if key in BOOTSTRAP:
+                    entry["bootstrap_p"] = bootstrap_p([runs[side] for side in SIDES], key)
                 summary.append(entry)
     return summary
 
@@ -118,15 +143,21 @@ def seedwise(entry: dict) -> str:
             f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds")
 
 
+def p_value(entry: dict) -> str:
+    if entry["metric"] not in BOOTSTRAP:
+        return ""
+    return "n/a" if entry.get("bootstrap_p") is None else f"{entry['bootstrap_p']:.3f}"
+
+
 def score_table(summary: List[dict]) -> str:
-    lines = ["| test set | metric | baseline | + ELMo | relative error reduction | + ELMo − baseline, seed by seed |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| test set | metric | baseline | + ELMo | relative error reduction | + ELMo − baseline, seed by seed "
+             "| paired bootstrap p |", "|---|---|---|---|---|---|---|"]
     for entry in summary:
         base, elmo = entry["baseline"], entry["elmo"]
         change = "n/a" if entry["rer"] is None else f"{entry['rer']:+.1f} %"
         lines.append(f"| {TEST_SETS[entry['task']]} | {LABELS[entry['metric']]} | {mean_std(base['values'])} "
                      f"(n={len(base['values'])}) | {mean_std(elmo['values'])} (n={len(elmo['values'])}) | {change} "
-                     f"| {seedwise(entry)} |")
+                     f"| {seedwise(entry)} | {p_value(entry)} |")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ ended. Per run it writes, under --metrics/TASK/:
   SYSTEM_seedN.json        `spacy evaluate --output` on the test set (written whole or not at all)
   SYSTEM_seedN.train.jsonl words trained on and seconds per evaluation (spacy-elmo.SpeedLogger.v1)
   SYSTEM_seedN.run.json    the command, threads, training and evaluation wall time
+  SYSTEM_seedN.test.jsonl  per test Doc, the counts of the paired bootstrap (NER, textcat; predict_test.py)
 Both systems of a task get the same budget: --max-steps, --patience and --eval-frequency.
 --variant names runs made with other settings (SYSTEM_VARIANT_seedN.*), --set KEY=VALUE overrides a config
 value (keys the system's config lacks, such as an ELMo dropout in a baseline, are left out), and
@@ -115,7 +116,11 @@ def run_one(task: str, system: str, seed: int, args: argparse.Namespace) -> str:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     log = open(metrics_dir / f"{name}.log", "w", encoding="utf8")
     timings = {}
-    steps = (("train", train),) if args.dev_only else (("train", train), ("evaluate", evaluate))
+    predict = [sys.executable, str(Path(__file__).with_name("predict_test.py")), str(output / "model-best"), paths["test"],
+               str(metrics_dir / f"{name}.test.jsonl")]
+    steps = [("train", train)] if args.dev_only else [("train", train), ("evaluate", evaluate)]
+    if not args.dev_only and paths["configs"] in ("ner", "textcat"):
+        steps.append(("predict", predict))
     for step, command in steps:
         start = time.time()
         done = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -206,6 +206,9 @@ def test_results_table_from_metrics_files(tmp_path):
             records = [{"epoch": 0, "step": 200, "words": 1000, "seconds": 10, "score": 0.3},
                        {"epoch": 1, "step": 400, "words": 3000, "seconds": 15, "score": 0.2}]
             Path(f"{stem}.train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+            if system.startswith("vectors") and "budget" not in system:  # per-Doc counts: ELMo finds one more entity
+                tp = 2 if "elmo" in system else 1
+                Path(f"{stem}.test.jsonl").write_text("\n".join(json.dumps({"tp": tp, "pred": 2, "gold": 2}) for _ in range(5)))
     search = tmp_path / "metrics" / "search" / "wnut17"
     search.mkdir(parents=True)
     (search / "vectors_bilstm_wide_seed0.json").write_text(json.dumps({
@@ -226,13 +229,14 @@ def test_results_table_from_metrics_files(tmp_path):
     assert f1["elmo"]["config"] == "configs/elmo_ner.cfg"
     assert f1["rer"] == pytest.approx(100 * (0.58 - 0.46) / 0.58)
     headline = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "vectors")
+    assert headline["bootstrap_p"] == 0.0 and f1["bootstrap_p"] is None
     assert headline["baseline"]["config"] == "configs/vectors_ner.cfg" and headline["rer"] == pytest.approx(20.0)
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     features_row = ("| WNUT-17 emerging.test.annotated | entity F | 42.00 ± 2.83 (n=2) | 54.00 ± 5.66 (n=2) | +20.7 % "
-                    "| +12.00 [+10.00, +14.00], 2/2 seeds |")
+                    "| +12.00 [+10.00, +14.00], 2/2 seeds | n/a |")
     headline_row = ("| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % "
-                    "| +10.00 [+10.00, +10.00], 2/2 seeds |")
+                    "| +10.00 [+10.00, +10.00], 2/2 seeds | 0.000 |")
     assert text.index(headline_row) < text.index(features_row)
     assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in (tmp_path / "metrics" / "results.md").read_text()
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000
