@@ -9,7 +9,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Adam, NumpyOps
 
-from conftest import SHARED
+from conftest import TRANSFORMER_ARCHIVE
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_elmo.pipeline.listener import ElmoListener
@@ -57,7 +57,7 @@ def mix_module(component):
 def biLM_files(kind, fixture_dir):
     if kind == "lstm":
         return {"options_file": str(fixture_dir / "options.json"), "weight_file": str(fixture_dir / "lm_weights.hdf5")}
-    return {"archive": str(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz")}
+    return {"archive": str(TRANSFORMER_ARCHIVE)}
 
 
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])

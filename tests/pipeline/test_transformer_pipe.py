@@ -11,11 +11,9 @@ import spacy
 from spacy.cli.train import train
 from spacy.tokens import Doc
 
-from conftest import SHARED
+from conftest import TRANSFORMER_FIXTURES as TRANSFORMER
 
 from .conftest import CONFIGS
-
-TRANSFORMER = SHARED / "fixtures" / "transformer-elmo"
 
 
 @pytest.fixture(scope="module")
