@@ -17,8 +17,8 @@ def elmo_block(dropout):
 
 def build(fixture_dir, output_dropout=0.0):
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": {"options_file": str(fixture_dir / "options.json"),
-                                           "weight_file": str(fixture_dir / "lm_weights.hdf5")}})
+    nlp.add_pipe("elmo", config={"store": "layers", "model": {"options_file": str(fixture_dir / "options.json"),
+                                                              "weight_file": str(fixture_dir / "lm_weights.hdf5")}})
     tok2vec = {"@architectures": "spacy-elmo.ElmoInOutTok2Vec.v1", "width": WIDTH,
                "elmo": elmo_block(0.1), "elmo_output": elmo_block(output_dropout),
                "embed": {"@architectures": "spacy.MultiHashEmbed.v2", "width": WIDTH, "attrs": ["NORM", "SHAPE"],
