@@ -148,8 +148,8 @@ def measure_kept(pipelines: Dict[str, Path], work: Path, n_tokens: int) -> Dict[
         runs = {how: in_subprocess(how, pipeline, work / "excerpt.jsonl", n_tokens, work / f"kept-{name}-{how}.log")
                 for how in ("discard", "keep")}
         per_100k = 100_000 / runs["keep"]["tokens"]
-        found[name] = {"runs": runs,
-                       "rss_mb_per_100k_tokens": round((runs["keep"]["rss_mb"] - runs["discard"]["rss_mb"]) * per_100k, 1),
+        grown = runs["keep"]["rss_mb"] - runs["discard"]["rss_mb"]
+        found[name] = {"runs": runs, "rss_mb_per_100k_tokens": round(grown * per_100k, 1),
                        "kept_array_mb_per_100k_tokens": round(runs["keep"]["array_mb"] * per_100k, 1)}
         print(name, found[name], flush=True)
     return found
@@ -195,27 +195,31 @@ def measure_speed(pipelines: Dict[str, Path], work: Path, rounds: int) -> Dict[s
     return found
 
 
+def child(function: str, pipeline: str, jsonl: str, n_tokens: str) -> None:
+    """What `in_subprocess` runs: `bench_store.py --child FUNCTION PIPELINE JSONL TOKENS`, one JSON line out."""
+    if function == "flat":
+        print(json.dumps(flat(pipeline, jsonl, int(n_tokens))))
+    else:
+        print(json.dumps(two_passes(pipeline, jsonl, int(n_tokens), keep=function == "keep")))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(*sys.argv[2:6])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--elmo", type=Path, help="a trained pipeline with an `elmo` component feeding listeners")
-    parser.add_argument("--baseline", type=Path, help="the same task trained without ELMo")
-    parser.add_argument("--book", type=Path, help="a Project Gutenberg text")
+    parser.add_argument("--elmo", type=Path, required=True,
+                        help="a trained pipeline with an `elmo` component feeding listeners")
+    parser.add_argument("--baseline", type=Path, required=True, help="the same task trained without ELMo")
+    parser.add_argument("--book", type=Path, required=True, help="a Project Gutenberg text")
     parser.add_argument("--chars", type=int, default=300_000, help="excerpt size in characters")
-    parser.add_argument("--work", type=Path, help="folder for the excerpt, pipelines and outputs")
-    parser.add_argument("--out", type=Path, help="results JSON (parts already there are kept)")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the excerpt, pipelines and outputs")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON (parts already there are kept)")
     parser.add_argument("--parts", default="apply,kept,speed,flat")
     parser.add_argument("--kept-tokens", type=int, default=100_000)
     parser.add_argument("--flat-tokens", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--child", nargs=4, metavar=("FUNCTION", "PIPELINE", "JSONL", "TOKENS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        function, pipeline, jsonl, n_tokens = args.child
-        if function == "flat":
-            print(json.dumps(flat(pipeline, jsonl, int(n_tokens))))
-        else:
-            print(json.dumps(two_passes(pipeline, jsonl, int(n_tokens), keep=function == "keep")))
-        return
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     cpu = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout)
     results["machine"] = {"cpu": cpu.group(1) if cpu else "?", "cores": os.cpu_count(), "torch_threads": 1}

@@ -77,7 +77,8 @@ def mix_layers(layers: np.ndarray, mode: Union[str, int]) -> np.ndarray:
     if mode == "top":
         return layers[-1]
     if mode == "concat":
-        return np.ascontiguousarray(layers.transpose(1, 0, 2).reshape(layers.shape[1], layers.shape[0] * layers.shape[2]))
+        n_layers, n_tokens, width = layers.shape
+        return np.ascontiguousarray(layers.transpose(1, 0, 2).reshape(n_tokens, n_layers * width))
     return layers[mode]
 
 

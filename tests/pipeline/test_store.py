@@ -190,7 +190,8 @@ def test_pipeline_saved_before_the_setting_keeps_every_layer(tagging, reference,
     assert slimmed.get_pipe("elmo").store == "vectors" and slimmed(TEXTS[0])._.elmo is None
     tagging("auto").to_disk(tmp_path / "new")
     assert spacy.load(tmp_path / "new").get_pipe("elmo").store == "none"
-    loaded = spacy.load(tmp_path / "new", config={"components": {"elmo": {"store": "layers", "store_dtype": "float16"}}})
+    given = {"store": "layers", "store_dtype": "float16"}
+    loaded = spacy.load(tmp_path / "new", config={"components": {"elmo": given}})
     assert loaded(TEXTS[0])._.elmo.dtype == np.float16, "the setting given at load wins over the saved cfg"
     again = spacy.util.load_model_from_config(old.config)  # the old config, trained or built anew
     assert again.get_pipe("elmo").store == "none", "a new build of an old listener config keeps nothing"
