@@ -10,7 +10,7 @@ from conftest import ROOT
 
 PACKAGE = ROOT / "spacy_elmo"
 LAYERS = [
-    {"errors", "signals", "folders"},
+    {"errors", "signals", "folders", "process"},
     {"atomic", "distributed"},
     {"bilm"},
     {"hub"},

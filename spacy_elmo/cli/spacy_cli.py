@@ -1,7 +1,9 @@
 """`spacy elmo COMMAND`: spaCy's CLI loads this module through the `spacy_cli` entry point before it runs
 any command. It also puts spaCy's own commands inside spacy-elmo's error boundary for spacy-elmo's errors
 only: a `spacy train` whose biLM cannot be had (a catalogue name offline, a missing weight file) ends in one
-`Error:` line instead of spaCy's traceback, and the output folder spaCy made for it is removed while empty."""
+`Error:` line instead of spaCy's traceback, and the output folder spaCy made for it is removed while empty.
+That wrapping is one of spacy-elmo's process-wide effects (spacy_elmo/process.py): SPACY_ELMO_PATCHES=0 leaves
+spaCy's commands as they are."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +11,7 @@ from typing import Any, Callable
 
 from spacy.cli._util import app as spacy_app
 
+from .. import process
 from ..errors import ElmoError
 from ..folders import missing_folders, remove_empty
 from .app import app
@@ -39,6 +42,16 @@ def elmo_errors_as_one_line(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-for info in spacy_app.registered_commands:
-    info.callback = elmo_errors_as_one_line(info.callback)
+def wrap_spacy_commands() -> None:
+    for info in spacy_app.registered_commands:
+        info.callback = elmo_errors_as_one_line(info.callback)
+
+
+def unwrap_spacy_commands() -> None:
+    for info in spacy_app.registered_commands:
+        while getattr(info.callback, "_elmo_errors_as_one_line", False):
+            info.callback = info.callback.__wrapped__
+
+
+process.install(process.SPACY_CLI_ERRORS, wrap_spacy_commands, unwrap_spacy_commands)
 spacy_app.add_typer(app, name="elmo")

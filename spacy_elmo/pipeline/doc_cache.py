@@ -17,7 +17,8 @@ DTYPES = ("float32", "float16")
 
 
 class DocCache:
-    """Layers per Doc key, up to `max_mb` megabytes (2**20 bytes) of arrays.
+    """Layers per Doc key, up to `max_mb` megabytes (2**20 bytes) of arrays, kept on the model's
+    device (GPU memory when training on a GPU).
 
     Once full it keeps what it has and stores nothing more: training reads every Doc once per
     epoch in a new order, so evicting one Doc for another would only trade one hit for another.

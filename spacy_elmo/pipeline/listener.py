@@ -1,9 +1,9 @@
-"""ELMo features for downstream components: a listener, a per-component scalar mix, and a stand-alone copy.
+"""The listener: how a downstream component gets the `elmo` component's layers.
 
-`spacy-elmo.ElmoListener.v1` = chain(ElmoListener, ScalarMix, Dropout, Linear): the listener hands
-over all biLM layers (from the `elmo` component, whatever it keeps on the Docs),
-and each downstream component learns its own softmax layer weights and gamma (the paper's
-task-specific ELMo), so they are trained and saved with that component even when the biLM is frozen.
+A listener hands over all biLM layers (from the `elmo` component, whatever it keeps on the Docs);
+the tok2vec models of tok2vec.py put it in front of each component's own scalar mix. It also owns
+the rewriting `nlp.replace_listeners` applies to its architecture (`replace_listener_cfg`), which
+the ELMo model carries in its attrs.
 """
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from spacy.attrs import ORTH
 from spacy.tokens import Doc
-from spacy.util import registry
-from thinc.api import ArgsKwargs, Dropout, Linear, Model, chain, torch2xp, with_array, xp2torch
-from thinc.types import Floats2d, Floats3d
+from thinc.api import Model
+from thinc.types import Floats3d
 
-from ..bilm.scalar_mix import ScalarMix
 from ..errors import ElmoError
 from .hooks import EXTENSION, annotated, install_extensions
-from .model import LISTENER_ARCHITECTURE, TorchShim
+
+LISTENER_ARCHITECTURE = "spacy-elmo.ElmoListener.v1"
+TOK2VEC_ARCHITECTURE = "spacy-elmo.ElmoTok2Vec.v1"
 
 
 class PredictedLayers:
@@ -122,97 +122,25 @@ def _no_layers(model: ElmoListener, doc: Doc, is_train: bool) -> Floats3d:
     return model.ops.alloc3f(model.get_dim("nL"), len(doc), model.get_dim("nO"))
 
 
-def build_scalar_mix(n_layers: int, do_layer_norm: bool) -> ScalarMix:
-    return ScalarMix(n_layers, do_layer_norm=do_layer_norm)
+def _listener_blocks(cfg: Any) -> List[Dict[str, Any]]:
+    """The ElmoListener.v1 blocks in a config block, itself included."""
+    if not isinstance(cfg, dict):
+        return []
+    if cfg.get("@architectures") == LISTENER_ARCHITECTURE:
+        return [cfg]
+    return [block for value in cfg.values() for block in _listener_blocks(value)]
 
 
-@registry.architectures("spacy-elmo.ScalarMix.v1")
-def ElmoScalarMix(layer_norm: bool = False) -> Model[List[Floats3d], List[Floats2d]]:
-    """Softmax-weighted sum of the layers times gamma, per token (torch ScalarMix in a PyTorchShim).
-    With `layer_norm`, each layer is normalised over one Doc at a time, so results never depend on batching."""
-    return Model("elmo-scalar-mix", mix_forward, init=mix_init, attrs={"layer_norm": layer_norm},
-                 shims=[TorchShim(build_scalar_mix)])
+def replace_listener_cfg(elmo_model_cfg: Dict[str, Any], tok2vec_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Config of the stand-alone copy `nlp.replace_listeners` puts where a listener was.
 
-
-def _mix_shim(model: Model, n_layers: int) -> TorchShim:
-    """The shim, its module built on first sight of the layer count (it is unknown when configs are read)."""
-    shim = model.shims[0]
-    if shim.module is None:
-        kwargs = {"n_layers": n_layers, "do_layer_norm": model.attrs["layer_norm"]}
-        shim.set_module(build_scalar_mix(**kwargs), kwargs)
-    return shim
-
-
-def mix_init(model: Model, X: Optional[List[Floats3d]] = None, Y: Optional[object] = None) -> None:
-    if X:
-        _mix_shim(model, X[0].shape[0])
-
-
-def mix_forward(model: Model, Xs: List[Floats3d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
-    xp = model.ops.xp
-    if not Xs or not sum(x.shape[1] for x in Xs):
-        return [model.ops.alloc2f(x.shape[1], x.shape[2]) for x in Xs], lambda dYs: [xp.zeros_like(x) for x in Xs]
-    shim = _mix_shim(model, Xs[0].shape[0])
-    groups = [[x] for x in Xs] if model.attrs["layer_norm"] else [Xs]
-    results = [_mix_group(model, shim, group, is_train) for group in groups]
-    Ys = [y for group_Ys, _ in results for y in group_Ys]
-
-    def backprop(dYs: List[Floats2d]) -> List[Floats3d]:
-        dXs, start = [], 0
-        for group, (_, group_backprop) in zip(groups, results):
-            dXs.extend(group_backprop(dYs[start : start + len(group)]))
-            start += len(group)
-        return dXs
-
-    return Ys, backprop
-
-
-def _mix_group(model: Model, shim: TorchShim, Xs: List[Floats3d], is_train: bool) -> Tuple[List[Floats2d], Callable]:
-    """One torch call over the Docs of `Xs`, concatenated along the token axis."""
-    xp = model.ops.xp
-    ends = xp.cumsum(xp.asarray([x.shape[1] for x in Xs]))[:-1].tolist()
-    Xtorch = xp2torch(xp.concatenate(Xs, axis=1), requires_grad=is_train, device=shim.device)
-    Ytorch, torch_backprop = shim(ArgsKwargs(args=(Xtorch,), kwargs={}), is_train)
-    Ys = xp.split(torch2xp(Ytorch, ops=model.ops), ends, axis=0)
-
-    def backprop(dYs: List[Floats2d]) -> List[Floats3d]:
-        dY = xp2torch(xp.concatenate(dYs, axis=0), device=Ytorch.device)
-        dX = torch_backprop(ArgsKwargs(args=(Ytorch,), kwargs={"grad_tensors": dY}))
-        return xp.split(torch2xp(dX.args[0], ops=model.ops), ends, axis=1)
-
-    return Ys, backprop
-
-
-def build_elmo_tok2vec(head: Model[List[Doc], List[Floats3d]], width: Optional[int], dropout: float,
-                       mix: Model[List[Floats3d], List[Floats2d]], project: bool) -> Model[List[Doc], List[Floats2d]]:
-    """head (listener or biLM) -> mix -> dropout -> optional Linear to `width`."""
-    if project and not width:
-        raise ElmoError(f"an ELMo tok2vec with project = true needs a positive width, found {width!r}")
-    layers = [head, mix]
-    if dropout > 0:
-        layers.append(Dropout(dropout))
-    if project:
-        layers.append(with_array(Linear(nO=width)))
-    model = chain(*layers)
-    if width:
-        model.set_dim("nO", width)
-    model.set_ref("listener", head)
-    return model
-
-
-@registry.architectures(LISTENER_ARCHITECTURE)
-def ElmoListenerTok2Vec(width: Optional[int], mix: Model[List[Floats3d], List[Floats2d]], upstream: str = "*",
-                        dropout: float = 0.0, project: bool = True) -> Model[List[Doc], List[Floats2d]]:
-    """Token vectors of width `width` from an upstream `elmo` component. Without `project`, `width`
-    is the biLM's output width (2 x projection_dim), or null to take it from the biLM."""
-    listener = ElmoListener(upstream)
-    if not project and width:
-        listener.set_dim("nO", width)
-    return build_elmo_tok2vec(listener, width, dropout, mix, project)
-
-
-@registry.architectures("spacy-elmo.ElmoTok2Vec.v1")
-def ElmoTok2Vec(elmo: Model[List[Doc], List[Floats3d]], width: Optional[int], mix: Model[List[Floats3d], List[Floats2d]],
-                dropout: float = 0.0, project: bool = True) -> Model[List[Doc], List[Floats2d]]:
-    """A component's own biLM copy instead of a listener (what `nlp.replace_listeners` puts in)."""
-    return build_elmo_tok2vec(elmo, width, dropout, mix, project)
+    spaCy hands over the component's whole `model.tok2vec` block whatever the listener's path, so
+    the listener is looked up inside it (`model.tok2vec.elmo` of ElmoConcatTok2Vec, for one)."""
+    blocks = _listener_blocks(tok2vec_cfg) or [tok2vec_cfg]
+    if len(blocks) > 1:
+        raise ElmoError(f"replace_listeners cannot tell which of the {len(blocks)} {LISTENER_ARCHITECTURE} blocks "
+                        "in the component's model.tok2vec config to replace; give each its own component")
+    cfg = {key: value for key, value in blocks[0].items() if key != "upstream"}
+    cfg["@architectures"] = TOK2VEC_ARCHITECTURE
+    cfg["elmo"] = elmo_model_cfg
+    return cfg

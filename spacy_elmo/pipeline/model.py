@@ -1,110 +1,43 @@
 """The biLM as a Thinc model: Docs in, one float array of all layers (N + 1, n_tokens, 2P) per Doc out.
 
-The torch module lives in a PyTorchShim that is built from msgpack-able arguments, so `nlp.to_disk`
-stores the options with the weights and `spacy.load` rebuilds the biLM without the original files.
-Weights are read at `initialize` (or on first use), never at construction.
+The torch module lives in a `TorchShim` (shim.py), so `spacy.load` rebuilds the biLM without the
+original files. Weights are read at `initialize` (or on first use), never at construction.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-from io import BytesIO
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
-import srsly
 import torch
 from spacy.attrs import IS_SPACE, ORTH, SENT_START
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import ArgsKwargs, Model, PyTorchShim, get_torch_default_device, torch2xp, xp2torch
+from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats3d
 
-from ..bilm.char_ids import CharBatch
+from .. import process
 from ..bilm.batching import batch_layers, length_batches
-from ..embedder import Embedder
-from ..bilm.settings import BATCH_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
+from ..bilm.char_ids import CharBatch
 from ..bilm.interface import ContextualBiLM
 from ..bilm.loading import bilm_config, bilm_from_config
+from ..bilm.settings import BATCH_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
+from ..embedder import Embedder
+from ..errors import ElmoError
 from ..hub import resolve_bilm
-from ..errors import ElmoError, WeightsError
 from .doc_cache import DocCache
+from .listener import replace_listener_cfg
+from .shim import TorchShim
 
 ARCHITECTURE = "spacy-elmo.ElmoModel.v2"
 MAX_LENGTH = 256
 """Longest sequence the biLM reads; longer sentences and Docs without sentences are cut into windows."""
 
 
-def _one_thread_after_fork() -> None:
+def one_torch_thread() -> None:
     """torch's OpenMP pool does not survive fork, and `nlp.pipe(n_process=...)` forks: a forked
     worker that kept the parent's thread count hangs in its first parallel op."""
     torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
-class TorchShim(PyTorchShim):
-    """A PyTorchShim whose module is made by `build(**kwargs)` when its size is known.
-
-    The kwargs travel in the serialized bytes, so deserializing needs no module built beforehand.
-    """
-
-    def __init__(self, build: Callable[..., torch.nn.Module], module: Optional[torch.nn.Module] = None,
-                 kwargs: Optional[Dict[str, Any]] = None) -> None:
-        super().__init__(module, config={"kwargs": kwargs})
-        self._build = build
-
-    @property
-    def module(self) -> Optional[torch.nn.Module]:
-        return self._model
-
-    def set_module(self, module: torch.nn.Module, kwargs: Dict[str, Any]) -> None:
-        self.cfg = {"kwargs": kwargs}
-        self._model = module.to(get_torch_default_device())
-
-    def predict(self, inputs: ArgsKwargs) -> Any:
-        """PyTorchShim.predict without its eval()/train() switch on every call, a walk over all
-        submodules that costs more than a small batch; these modules have no dropout at inference."""
-        with torch.inference_mode():
-            return self._model(*inputs.args, **inputs.kwargs)
-
-    @staticmethod
-    def _digest(config: Dict[str, Any], state: bytes) -> str:
-        """sha256 of the options (the build kwargs) and the weights, stored with them and checked on load."""
-        return hashlib.sha256(srsly.json_dumps(config, sort_keys=True).encode() + state).hexdigest()
-
-    def to_bytes(self) -> bytes:
-        state = b""
-        if self._model is not None:
-            buffer = BytesIO()
-            torch.save(self._model.state_dict(), buffer)
-            state = buffer.getvalue()
-        return srsly.msgpack_dumps({"config": self.cfg, "state": state, "sha256": self._digest(self.cfg, state)})
-
-    def from_bytes(self, bytes_data: bytes) -> "TorchShim":
-        """The module back from `to_bytes`; damaged bytes are a WeightsError (pipelines saved before
-        checksums existed load unchecked)."""
-        try:
-            msg = srsly.msgpack_loads(bytes_data)
-            kwargs = msg["config"].get("kwargs")
-        except Exception as err:  # msgpack reports damage as many types
-            raise WeightsError(f"the serialized elmo model is not readable ({type(err).__name__}); "
-                               "save the pipeline again or restore a copy") from None
-        if kwargs is None:
-            return self
-        if "sha256" in msg and msg["sha256"] != self._digest(msg["config"], msg["state"]):
-            raise WeightsError("checksum mismatch in the serialized elmo model: its weights or options changed after "
-                               "it was saved (the file is damaged); save the pipeline again or restore a copy")
-        module = self._build(**kwargs)
-        device = get_torch_default_device()
-        try:
-            module.load_state_dict(torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True))
-        except Exception as err:  # torch reports damage as RuntimeError, UnpicklingError, EOFError, ...
-            raise WeightsError(f"the serialized elmo weights are unreadable or do not fit their options "
-                               f"({type(err).__name__}); save the pipeline again or restore a copy") from None
-        self.set_module(module, kwargs)
-        return self
 
 
 def build_bilm(**config: Any) -> ContextualBiLM:
@@ -127,11 +60,14 @@ def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, we
     length-sorted batches of at most `batch_size` rows and `max_batch_tokens` padded positions, so
     memory stays bounded however long a Doc is. `frozen` runs without autograd even in training,
     and then keeps the layers of up to `train_cache_mb` megabytes of training Docs (stored as
-    `train_cache_dtype`) so that later epochs do not run the biLM again; 0 turns that off.
+    `train_cache_dtype`, on the model's device: GPU memory on a GPU) so that later epochs do not run the
+    biLM again; 0 turns that off.
     `precision` ("fp32", "bf16", "int8") is how the biLM computes without autograd (prediction, frozen
     training); a fine-tuned biLM computes in fp32 under autograd, so its gradients are exact.
     """
     check_precision(precision)
+    process.install(process.FORK_ONE_THREAD, partial(process.run_in_forked_children, one_torch_thread),
+                    partial(process.stop_in_forked_children, one_torch_thread))
     if max_length < 1 or batch_size < 1 or max_batch_tokens < 1:
         raise ElmoError(f"max_length, batch_size and max_batch_tokens must be positive, found "
                         f"{max_length}, {batch_size}, {max_batch_tokens}")
@@ -262,30 +198,3 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats3
         return []
 
     return outputs, backprop
-
-
-LISTENER_ARCHITECTURE = "spacy-elmo.ElmoListener.v1"
-
-
-def _listener_blocks(cfg: Any) -> List[Dict[str, Any]]:
-    """The ElmoListener.v1 blocks in a config block, itself included."""
-    if not isinstance(cfg, dict):
-        return []
-    if cfg.get("@architectures") == LISTENER_ARCHITECTURE:
-        return [cfg]
-    return [block for value in cfg.values() for block in _listener_blocks(value)]
-
-
-def replace_listener_cfg(elmo_model_cfg: Dict[str, Any], tok2vec_cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Config of the stand-alone copy `nlp.replace_listeners` puts where a listener was.
-
-    spaCy hands over the component's whole `model.tok2vec` block whatever the listener's path, so
-    the listener is looked up inside it (`model.tok2vec.elmo` of ElmoConcatTok2Vec, for one)."""
-    blocks = _listener_blocks(tok2vec_cfg) or [tok2vec_cfg]
-    if len(blocks) > 1:
-        raise ElmoError(f"replace_listeners cannot tell which of the {len(blocks)} {LISTENER_ARCHITECTURE} blocks "
-                        "in the component's model.tok2vec config to replace; give each its own component")
-    cfg = {key: value for key, value in blocks[0].items() if key != "upstream"}
-    cfg["@architectures"] = "spacy-elmo.ElmoTok2Vec.v1"
-    cfg["elmo"] = elmo_model_cfg
-    return cfg

@@ -23,12 +23,13 @@ from spacy.vocab import Vocab
 from thinc.api import Model, Optimizer
 from thinc.types import Floats3d
 
+from .. import process
 from ..errors import ElmoError, WeightsError
 from .hooks import (EXTENSION, MODE_EXTENSION, VECTORS_EXTENSION, attach_hooks, check_store, check_vector_mode,
                     install_extensions, mix_layers, set_or_clear)
 from .listener import ElmoListener, PredictedLayers, no_backprop
 from .model import ARCHITECTURE, ElmoModel
-from .spacy_patches import install_patches
+from .spacy_patches import install_patches, uninstall_patches
 
 DEFAULT_MODEL = {"@architectures": ARCHITECTURE,
                  **{p.name: p.default for p in inspect.signature(ElmoModel).parameters.values()}}
@@ -60,7 +61,7 @@ class ElmoComponent(TrainablePipe):
     def __init__(self, vocab: Vocab, model: Model, name: str = "elmo", *, vectors: Union[str, int] = "average",
                  set_doc_tensor: bool = False, store: str = "auto", store_dtype: str = "float32") -> None:
         install_extensions()
-        install_patches()  # Docs from DocBin and n_process get their hooks back; see spacy_patches
+        process.install(process.SPACY_DOC_HOOKS, install_patches, uninstall_patches)
         check_vector_mode(vectors)
         check_store(store, store_dtype)
         self.vocab = vocab

@@ -5,8 +5,9 @@ Why patch: spaCy cannot serialize `user_hooks`, so a Doc that crosses processes
 but loses the hooks, and `.vector` silently falls back to static vectors or `doc.tensor`. Neither path
 offers an extension point, so `install_patches` wraps `Language.pipe` and `DocBin.get_docs` (hooks back
 on each Doc keeping ELMo layers or vectors) and `Language._multiprocessing_pipe` (workers take our
-hooks off before serializing, so spaCy does not warn W109 about them). Building an `elmo` component calls
-`install_patches`; it is idempotent, and `uninstall_patches` puts spaCy's functions back.
+hooks off before serializing, so spaCy does not warn W109 about them). Building an `elmo` component
+installs them through `spacy_elmo.process` (its switch keeps them off); `install_patches` is idempotent,
+and `uninstall_patches` puts spaCy's functions back.
 A direct `Doc.from_bytes`/`Doc.from_disk` is not covered: call `restore_hooks` there.
 """
 from __future__ import annotations
