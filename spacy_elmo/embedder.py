@@ -13,7 +13,6 @@ from .bilm.batching import batch_layers, length_batches, split_layers
 from .bilm.char_ids import CharBatch
 from .bilm.interface import ContextualBiLM
 from .bilm.loading import load_any_bilm
-from .bilm.precision import compute_precision
 from .bilm.settings import BATCH_SIZE, CACHE_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
 from .errors import InputError
 from .hub import DEFAULT_NAME, resolve_bilm
@@ -79,9 +78,9 @@ class Embedder:
         """Char-CNN vectors of the batch's distinct tokens; the CNN runs only on tokens not cached."""
         missing = [row for row, token in enumerate(batch.tokens) if token not in self._cache]
         if len(missing) == len(batch.tokens):
-            vectors = fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique).to(self.bilm.device))
+            vectors = fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique).to(self.bilm.device), self.precision)
         else:
-            fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique[missing]).to(self.bilm.device))
+            fresh = self.bilm.char_cnn(torch.from_numpy(batch.unique[missing]).to(self.bilm.device), self.precision)
             computed = dict(zip(missing, fresh))
             vectors = torch.stack([computed[row] if row in computed else self._cache[token]
                                    for row, token in enumerate(batch.tokens)])
@@ -102,8 +101,8 @@ class Embedder:
 
     def layers(self, batch: CharBatch) -> torch.Tensor:
         """`batch_layers` without autograd, at this Embedder's precision, with cached char-CNN vectors."""
-        with torch.inference_mode(), compute_precision(self.precision):
-            return batch_layers(self.bilm, batch, self._token_vectors(batch), self.stateful)
+        with torch.inference_mode():
+            return batch_layers(self.bilm, batch, self._token_vectors(batch), self.stateful, self.precision)
 
     @property
     def chunk_size(self) -> int:

@@ -10,6 +10,7 @@ import torch
 from ..errors import InputError
 from .char_ids import CharBatch
 from .interface import ContextualBiLM
+from .settings import PRECISION, check_precision
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: Optional[int] = None) -> List[List[int]]:
@@ -37,13 +38,15 @@ def split_layers(layers: torch.Tensor, lengths: np.ndarray) -> List[torch.Tensor
 
 
 def batch_layers(bilm: ContextualBiLM, batch: CharBatch, token_vectors: Optional[torch.Tensor] = None,
-                 stateful: bool = False) -> torch.Tensor:
+                 stateful: bool = False, precision: str = PRECISION) -> torch.Tensor:
     """All layers (L, B, T', D) of a CharBatch on the biLM's device, boundaries included, zeros at padding.
 
     The one batch -> layers step, shared by the Embedder, the spaCy layer (under autograd when the
-    biLM is fine-tuned) and the tests; `token_vectors` are char-CNN vectors of `batch.unique` a caller kept."""
+    biLM is fine-tuned) and the tests; `token_vectors` are char-CNN vectors of `batch.unique` a caller kept
+    (made in the same `precision`). `precision` is handed to every product (fp32 under autograd)."""
+    check_precision(precision)
     device = bilm.device
     if token_vectors is None:
-        token_vectors = bilm.char_cnn(torch.from_numpy(batch.unique).to(device))
+        token_vectors = bilm.char_cnn(torch.from_numpy(batch.unique).to(device), precision)
     index, lengths = (torch.from_numpy(a).to(device) for a in (batch.index, batch.lengths))
-    return bilm.contextualize(token_vectors, index, lengths, stateful=stateful)
+    return bilm.contextualize(token_vectors, index, lengths, stateful=stateful, precision=precision)

@@ -7,9 +7,10 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import precision
 from .char_ids import N_CHARACTERS, PADDING_CHAR
 from .options import LstmOptions
+from .precision import conv1d, linear
+from .settings import PRECISION
 
 PADDING_ID = PADDING_CHAR + 1
 
@@ -31,9 +32,9 @@ class Highway(nn.Module):
             nn.init.normal_(linear.weight, std=std)
             nn.init.constant_(linear.bias, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(precision.linear(x, self.carry))
-        return gate * torch.relu(precision.linear(x, self.transform)) + (1 - gate) * x
+    def forward(self, x: torch.Tensor, precision: str = PRECISION) -> torch.Tensor:
+        gate = torch.sigmoid(linear(x, self.carry, precision))
+        return gate * torch.relu(linear(x, self.transform, precision)) + (1 - gate) * x
 
 
 class CharCNN(nn.Module):
@@ -90,16 +91,16 @@ class CharCNN(nn.Module):
         keep = longest + max(conv.kernel_size[0] for conv in self.convs) - 1
         return char_ids[:, :keep] if keep < width else char_ids
 
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, char_ids: torch.Tensor, precision: str = PRECISION) -> torch.Tensor:
         chars = self.embedding(self._trim(char_ids)).transpose(1, 2)
-        pooled = [precision.conv1d(chars, conv).amax(dim=2) for conv in self.convs]
+        pooled = [conv1d(chars, conv, precision).amax(dim=2) for conv in self.convs]
         if chars.shape[2] < char_ids.shape[1]:
             pad = self.embedding.weight[PADDING_ID].view(1, -1, 1)
-            pooled = [torch.maximum(p, precision.conv1d(pad.expand(1, -1, conv.kernel_size[0]), conv)[:, :, 0])
+            pooled = [torch.maximum(p, conv1d(pad.expand(1, -1, conv.kernel_size[0]), conv, precision)[:, :, 0])
                       for p, conv in zip(pooled, self.convs)]
         x = self.activation(torch.cat(pooled, dim=-1))
         for highway in self.highways:
-            x = highway(x)
+            x = highway(x, precision)
         if self.projection is not None:
-            x = precision.linear(x, self.projection)
+            x = linear(x, self.projection, precision)
         return x

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Dict, Protocol
 import torch
 from torch import nn
 
+from .settings import PRECISION
+
 
 
 class BiLMOptions(Protocol):
@@ -59,10 +61,11 @@ class ContextualBiLM(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def contextualize(self, token_vectors: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
-                      stateful: bool = False) -> torch.Tensor:
+                      stateful: bool = False, precision: str = PRECISION) -> torch.Tensor:
         """Layers (L, B, T, D) from char-CNN vectors (U, E) of the distinct tokens that `index` (B, T)
-        points into; `lengths` (B,) counts <S> and </S>; positions at or after a row's length are zeros."""
+        points into; `lengths` (B,) counts <S> and </S>; positions at or after a row's length are zeros.
+        `precision` is that of the products (bilm/precision.py), fp32 under autograd."""
 
     def forward(self, char_ids: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
-                stateful: bool = False) -> torch.Tensor:
-        return self.contextualize(self.char_cnn(char_ids), index, lengths, stateful)
+                stateful: bool = False, precision: str = PRECISION) -> torch.Tensor:
+        return self.contextualize(self.char_cnn(char_ids, precision), index, lengths, stateful, precision)

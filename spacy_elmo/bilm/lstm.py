@@ -13,7 +13,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from . import precision
+from .precision import batched_product
+from .settings import PRECISION
 
 LstmState = Tuple[torch.Tensor, torch.Tensor]
 
@@ -48,7 +49,8 @@ class BiLstmLayer(nn.Module):
             limit = math.sqrt(6.0 / sum(self.w_proj.shape[1:]))
             nn.init.uniform_(self.w_proj, -limit, limit)
 
-    def forward(self, inputs: torch.Tensor, active: List[int], state: LstmState) -> Tuple[torch.Tensor, LstmState]:
+    def forward(self, inputs: torch.Tensor, active: List[int], state: LstmState,
+                precision: str = PRECISION) -> Tuple[torch.Tensor, LstmState]:
         """inputs (2, B, T, D) with rows sorted by decreasing length; active[t] rows are still running at
         step t, so finished rows cost nothing and keep their last state. state (c, h) of (2, B, ·).
         The input product runs on the running positions only, packed time-major as in a PackedSequence."""
@@ -61,7 +63,7 @@ class BiLstmLayer(nn.Module):
             packed = time_major[:, running]
         else:
             packed = time_major.reshape(n_dir, steps * batch, dim)
-        gates_in = precision.batched_product(packed, self.w_input, add=(self.bias + forget).unsqueeze(1))
+        gates_in = batched_product(packed, self.w_input, precision, add=(self.bias + forget).unsqueeze(1))
         cell, hidden = state
         finished: List[LstmState] = []
         outputs: List[torch.Tensor] = []
@@ -74,7 +76,7 @@ class BiLstmLayer(nn.Module):
             if n == 0:
                 outputs.extend(inputs.new_zeros(n_dir, batch, self.hidden_dim) for _ in range(t, steps))
                 break
-            gates = precision.batched_product(hidden, self.w_hidden, add=gates_in[:, start : start + n], int8=False)
+            gates = batched_product(hidden, self.w_hidden, precision, add=gates_in[:, start : start + n], int8=False)
             start += n
             i, j, f, o = gates.chunk(4, dim=-1)
             cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(j)
@@ -82,7 +84,7 @@ class BiLstmLayer(nn.Module):
                 cell = cell.clamp(-self.cell_clip, self.cell_clip)
             hidden = torch.sigmoid(o) * torch.tanh(cell)
             if self.w_proj is not None:
-                hidden = precision.batched_product(hidden, self.w_proj)
+                hidden = batched_product(hidden, self.w_proj, precision)
             if self.proj_clip is not None:
                 hidden = hidden.clamp(-self.proj_clip, self.proj_clip)
             outputs.append(hidden if n == batch else nn.functional.pad(hidden, (0, 0, 0, batch - n)))
@@ -110,8 +112,8 @@ class ElmoLstm(nn.Module):
         return (torch.zeros(n, 2, batch, first.cell_dim, device=device, dtype=dtype),
                 torch.zeros(n, 2, batch, first.hidden_dim, device=device, dtype=dtype))
 
-    def forward(self, inputs: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                state: Optional[LstmState] = None) -> Tuple[List[torch.Tensor], LstmState]:
+    def forward(self, inputs: torch.Tensor, mask: Optional[torch.Tensor] = None, state: Optional[LstmState] = None,
+                precision: str = PRECISION) -> Tuple[List[torch.Tensor], LstmState]:
         """Returns each layer's (2, B, T, P) output, residual included (zeros at padding), and the final
         (c, h) of every layer. `mask` must be a prefix mask (True then False in every row)."""
         n_dir, batch, steps, _ = inputs.shape
@@ -138,7 +140,7 @@ class ElmoLstm(nn.Module):
         for depth, layer in enumerate(self.layers):
             if self.training and self.dropout > 0:
                 x = nn.functional.dropout(x, self.dropout)
-            out, (cell, hidden) = layer(x, active, (state[0][depth], state[1][depth]))
+            out, (cell, hidden) = layer(x, active, (state[0][depth], state[1][depth]), precision)
             if self.use_skip_connections and depth > 0:
                 out = out + x
             outputs.append(out)

@@ -9,6 +9,7 @@ from .char_cnn import CharCNN
 from .interface import ContextualBiLM
 from .lstm import ElmoLstm, LstmState
 from .options import LstmOptions
+from .settings import PRECISION
 
 
 def reverse_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -40,7 +41,7 @@ class LstmBiLM(ContextualBiLM):
         self._state = None
 
     def contextualize(self, token_vectors: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
-                      stateful: bool = False) -> torch.Tensor:
+                      stateful: bool = False, precision: str = PRECISION) -> torch.Tensor:
         """forward() from char-CNN vectors (U, P) of the distinct tokens that `index` points into,
         for callers that keep token vectors from earlier batches."""
         steps = index.shape[1]
@@ -49,7 +50,7 @@ class LstmBiLM(ContextualBiLM):
         reverse = reverse_index(lengths, steps).unsqueeze(-1).expand_as(tokens)
         inputs = torch.stack([tokens, tokens.gather(1, reverse)])
         state = self._take_state(index.shape[0], tokens) if stateful else None
-        outputs, final = self.lstm(inputs, mask, state)
+        outputs, final = self.lstm(inputs, mask, state, precision)
         if stateful:
             self._keep_state(final)
         tokens = tokens * mask.unsqueeze(-1)

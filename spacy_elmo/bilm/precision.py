@@ -13,8 +13,10 @@ biases, gate nonlinearities, the LSTM cell state, clipping and the recurrent sum
   fbgemm dynamic quantization (per-channel int8 weights, activations quantized per call); the
   recurrent product and the convolutions stay fp32, since errors there feed back over time.
 
-Lower precisions are for inference: under autograd (fine-tuning) every product is fp32, so
-gradients are exact and the int8 path, which has none, is never differentiated.
+Every product takes its precision as an argument, which the biLM's forward passes down from its
+caller (the Embedder, the spaCy model, `batch_layers`); nothing is kept in a context. Lower
+precisions are for inference: under autograd (fine-tuning) every product is fp32, so gradients are
+exact and the int8 path, which has none, is never differentiated.
 
 Mixed-precision training (`pretrain --precision bf16`) instead runs the biLM under torch.autocast:
 there every product here is computed in autocast's dtype (and differentiated through it), returned
@@ -24,10 +26,8 @@ product stay fp32 as in bf16 inference.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -36,27 +36,16 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ..errors import InputError
 from .settings import PRECISION, PRECISIONS, check_precision
 
-__all__ = ["PRECISIONS", "active_precision", "autocast_products", "batched_product", "check_precision",
-           "compute_precision", "conv1d", "linear", "native_bf16"]
+__all__ = ["PRECISIONS", "autocast_products", "batched_product", "check_precision", "conv1d", "linear",
+           "native_bf16", "product_precision"]
 """The names of settings.py are public here too, beside the products that use them."""
 
-_current: ContextVar[str] = ContextVar("spacy_elmo_precision", default=PRECISION)
 _derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
-@contextmanager
-def compute_precision(precision: str) -> Iterator[None]:
-    """Run the biLM code inside in `precision` (this thread / task only)."""
-    token = _current.set(check_precision(precision))
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
-def active_precision() -> str:
-    """The precision products use now: fp32 whenever autograd records."""
-    return "fp32" if torch.is_grad_enabled() else _current.get()
+def product_precision(precision: str) -> str:
+    """The precision a product asked for `precision` computes in: fp32 whenever autograd records."""
+    return PRECISION if torch.is_grad_enabled() else precision
 
 
 @lru_cache(maxsize=None)
@@ -133,13 +122,14 @@ def _int8_linear(x: torch.Tensor, packed: Any) -> torch.Tensor:
     return product.reshape(*x.shape[:-1], -1)
 
 
-def batched_product(x: torch.Tensor, weight: torch.Tensor, add: Optional[torch.Tensor] = None,
+def batched_product(x: torch.Tensor, weight: torch.Tensor, precision: str, add: Optional[torch.Tensor] = None,
                     int8: bool = True) -> torch.Tensor:
-    """add + x @ weight for (G, N, K) x (G, K, M); `int8=False` keeps this product fp32 in int8 mode."""
+    """add + x @ weight for (G, N, K) x (G, K, M) in `precision`; `int8=False` keeps this product fp32 in
+    int8 mode."""
     if autocast_products(x):
         product = torch.bmm(x, weight).float()
         return product if add is None else product + add
-    mode = active_precision()
+    mode = product_precision(precision)
     if mode == "fp32" or (mode == "int8" and not int8):
         return torch.bmm(x, weight) if add is None else torch.baddbmm(add, x, weight)
     if mode == "bf16":
@@ -150,11 +140,11 @@ def batched_product(x: torch.Tensor, weight: torch.Tensor, add: Optional[torch.T
     return product if add is None else product + add
 
 
-def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """layer(x) in the active precision; the bias is added in fp32."""
+def linear(x: torch.Tensor, layer: nn.Linear, precision: str) -> torch.Tensor:
+    """layer(x) in `precision`; the bias is added in fp32."""
     if autocast_products(x):
         return nn.functional.linear(x, layer.weight).float() + layer.bias
-    mode = active_precision()
+    mode = product_precision(precision)
     if mode == "fp32":
         return layer(x)
     if mode == "bf16":
@@ -163,11 +153,11 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return _int8_linear(x, packed) + layer.bias
 
 
-def conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """conv(x) in the active precision (int8 mode keeps convolutions fp32); the bias is added in fp32."""
+def conv1d(x: torch.Tensor, conv: nn.Conv1d, precision: str) -> torch.Tensor:
+    """conv(x) in `precision` (int8 mode keeps convolutions fp32); the bias is added in fp32."""
     if autocast_products(x):
         return nn.functional.conv1d(x, conv.weight).float() + conv.bias.unsqueeze(-1)
-    if active_precision() != "bf16":
+    if product_precision(precision) != "bf16":
         return conv(x)
     bias = conv.bias.unsqueeze(-1)
     return _bf16_result(nn.functional.conv1d(_bf16_round(x), _bf16_weight(conv.weight))) + bias

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from . import precision
 from .char_cnn import CharCNN
 from .interface import ContextualBiLM
 from .options import TransformerOptions  # its home before options.py: still importable from here
+from .precision import linear
+from .settings import PRECISION
 
 
 class StdLayerNorm(nn.Module):
@@ -50,8 +51,8 @@ class CharEncoder(nn.Module):
         nn.init.normal_(self.projection.weight, std=math.sqrt(1.0 / options.n_filters))
         nn.init.zeros_(self.projection.bias)
 
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        return self.norm(precision.linear(self.cnn(char_ids), self.projection))
+    def forward(self, char_ids: torch.Tensor, precision: str = PRECISION) -> torch.Tensor:
+        return self.norm(linear(self.cnn(char_ids, precision), self.projection, precision))
 
 
 class TransformerLayer(nn.Module):
@@ -72,20 +73,20 @@ class TransformerLayer(nn.Module):
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.dropout, self.training)
 
-    def _attend(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, allowed: torch.Tensor, precision: str) -> torch.Tensor:
         batch, steps, dim = x.shape
 
-        def heads(linear: nn.Linear) -> torch.Tensor:
-            return precision.linear(x, linear).view(batch, steps, self.n_heads, -1).transpose(1, 2)
+        def heads(layer: nn.Linear) -> torch.Tensor:
+            return linear(x, layer, precision).view(batch, steps, self.n_heads, -1).transpose(1, 2)
 
         attended = F.scaled_dot_product_attention(heads(self.query), heads(self.key), heads(self.value),
                                                   attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0)
-        return precision.linear(attended.transpose(1, 2).reshape(batch, steps, dim), self.output)
+        return linear(attended.transpose(1, 2).reshape(batch, steps, dim), self.output, precision)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self._drop(self._attend(self.attention_norm(x), allowed))
-        hidden = self._drop(torch.relu(precision.linear(self.feed_forward_norm(x), self.feed_forward_in)))
-        return x + self._drop(precision.linear(hidden, self.feed_forward_out))
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, precision: str = PRECISION) -> torch.Tensor:
+        x = x + self._drop(self._attend(self.attention_norm(x), allowed, precision))
+        hidden = self._drop(torch.relu(linear(self.feed_forward_norm(x), self.feed_forward_in, precision)))
+        return x + self._drop(linear(hidden, self.feed_forward_out, precision))
 
 
 class TransformerLM(nn.Module):
@@ -97,10 +98,10 @@ class TransformerLM(nn.Module):
                                     for _ in range(options.n_layers))
         self.norm = StdLayerNorm(options.input_dim)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, precision: str = PRECISION) -> List[torch.Tensor]:
         outputs = []
         for layer in self.layers:
-            x = layer(x, allowed)
+            x = layer(x, allowed, precision)
             outputs.append(x)
         outputs[-1] = self.norm(outputs[-1])
         return outputs
@@ -147,7 +148,7 @@ class TransformerBiLM(ContextualBiLM):
         self.input_dropout = nn.Dropout(dropout)
 
     def contextualize(self, token_vectors: torch.Tensor, index: torch.Tensor, lengths: torch.Tensor,
-                      stateful: bool = False) -> torch.Tensor:
+                      stateful: bool = False, precision: str = PRECISION) -> torch.Tensor:
         if stateful:
             raise InputError("the transformer biLM has no state to carry between batches: "
                              "stateful=True needs an LSTM biLM")
@@ -156,16 +157,16 @@ class TransformerBiLM(ContextualBiLM):
         mask = torch.arange(steps, device=index.device).unsqueeze(0) < lengths.unsqueeze(1)
         positions = torch.arange(steps, device=index.device).expand_as(index)
         layers = [torch.cat([tokens, tokens], dim=-1)]
-        for fwd, bwd in zip(*self.directions(tokens, positions, mask.long())):
+        for fwd, bwd in zip(*self.directions(tokens, positions, mask.long(), precision)):
             layers.append(torch.cat([fwd, bwd], dim=-1))
         return torch.stack(layers) * mask.unsqueeze(-1).to(tokens.dtype)
 
-    def directions(self, tokens: torch.Tensor, positions: torch.Tensor,
-                   segments: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    def directions(self, tokens: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor,
+                   precision: str = PRECISION) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
         """Every layer of the forward and of the backward LM for token vectors (B, T, E), each token's
         position in its sequence (B, T) and the sequence numbers of `attention_masks` (B, T)."""
         table = sinusoid_positions(int(positions.max()) + 1 if positions.numel() else 1, self.options.input_dim,
                                    tokens.device).to(tokens.dtype)
         x = self.input_dropout(tokens + table[positions])
         forward_allowed, backward_allowed = attention_masks(segments)
-        return self.forward_lm(x, forward_allowed), self.backward_lm(x, backward_allowed)
+        return self.forward_lm(x, forward_allowed, precision), self.backward_lm(x, backward_allowed, precision)

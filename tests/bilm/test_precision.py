@@ -117,16 +117,35 @@ def test_native_bf16_kernels_match_the_fp32_rounding(fixture_bilm, ewt, monkeypa
 
 
 def test_autograd_computes_in_fp32(fixture_bilm, ewt):
-    """Fine-tuning differentiates the fp32 products, whatever precision is set around it."""
+    """Fine-tuning differentiates the fp32 products, whatever precision it is handed."""
     from spacy_elmo.bilm.char_ids import CharBatch
 
     batch = CharBatch.from_sentences(ewt[:4], fixture_bilm.options.max_characters_per_token)
     with torch.no_grad():
         reference = batch_layers(fixture_bilm, batch)
     for mode in ("bf16", "int8"):
-        with precision.compute_precision(mode):
-            layers = batch_layers(fixture_bilm, batch)
+        layers = batch_layers(fixture_bilm, batch, precision=mode)
         assert layers.requires_grad and torch.equal(layers.detach(), reference)
+
+
+def test_precision_is_passed_down_not_kept(fixture_bilm, ewt):
+    """batch_layers and the biLM's forward compute in the precision they are handed, call by call: two
+    Embedders of different precisions interleaved each get their own numbers, and the Embedder's are
+    those of batch_layers given its precision."""
+    from spacy_elmo.bilm.char_ids import CharBatch
+
+    batch = CharBatch.from_sentences(ewt[:4], fixture_bilm.options.max_characters_per_token)
+    with torch.no_grad():
+        alone = {mode: batch_layers(fixture_bilm, batch, precision=mode) for mode in ("fp32", "bf16")}
+        ids, index, lengths = (torch.from_numpy(a) for a in (batch.unique, batch.index, batch.lengths))
+        assert torch.equal(fixture_bilm(ids, index, lengths, precision="bf16"), alone["bf16"])
+    assert not torch.equal(alone["fp32"], alone["bf16"])
+    embedders = {mode: Embedder(fixture_bilm, precision=mode, cache_size=0) for mode in ("fp32", "bf16")}
+    for _ in range(2):
+        for mode, embedder in embedders.items():
+            assert torch.equal(embedder.layers(batch), alone[mode])
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        batch_layers(fixture_bilm, batch, precision="half")
 
 
 @pytest.mark.parametrize("value", ["fp16", "FP32", None, 8])

@@ -27,7 +27,7 @@ def test_products_are_bf16_but_their_sums_fp32():
     x, weight, add = torch.randn(2, 16, 64), torch.randn(2, 64, 32), torch.randn(2, 16, 32)
     exact = torch.baddbmm(add, x, weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = precision.batched_product(x, weight, add=add)
+        mixed = precision.batched_product(x, weight, "fp32", add=add)
     assert mixed.dtype == torch.float32
     assert not torch.equal(mixed, exact), "autocast must make the product bf16"
     # a bf16 product: off by about 2^-8 of the product's size, not more
