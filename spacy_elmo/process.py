@@ -40,15 +40,13 @@ def enabled() -> bool:
     return not _disabled and os.environ.get(SWITCH, "1").strip() != "0"
 
 
-def install(name: str, make: Callable[[], None], undo: Callable[[], None]) -> bool:
-    """Make effect `name` once (`make`), remembering `undo`; nothing while the switch is off.
-    Returns whether the effect is in place."""
+def install(name: str, make: Callable[[], None], undo: Callable[[], None]) -> None:
+    """Make effect `name` once (`make`), remembering `undo`; nothing while the switch is off."""
     if name not in EFFECTS:
         raise KeyError(f"{name!r} is not one of spacy-elmo's process-wide effects: {', '.join(EFFECTS)}")
     if name not in _undo and enabled():
         make()
         _undo[name] = undo
-    return name in _undo
 
 
 def installed() -> List[str]:
