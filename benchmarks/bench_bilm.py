@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
-from spacy_elmo.bilm.lstm_bilm import BiLM  # noqa: E402
+from spacy_elmo.bilm.lstm_bilm import LstmBiLM  # noqa: E402
 from spacy_elmo.bilm.char_cnn import PADDING_ID  # noqa: E402
 from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
 from spacy_elmo.bilm.batching import batch_layers, length_batches  # noqa: E402
 from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.lstm import BiLstmLayer  # noqa: E402
-from spacy_elmo.bilm.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
+from spacy_elmo.bilm.options import PUBLISHED_FILTERS, LstmOptions  # noqa: E402
 from spacy_elmo.bilm.precision import check_precision  # noqa: E402
 from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions  # noqa: E402
 
@@ -74,8 +74,8 @@ def random_bilm(size: str) -> ContextualBiLM:
     if size in TRANSFORMER_SIZES:
         options = TransformerOptions(filters=PUBLISHED_FILTERS, char_embedding_dim=16, **TRANSFORMER_SIZES[size])
         return TransformerBiLM(options).eval()
-    options = ElmoOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, **SIZES[size])
-    return BiLM(options).eval()
+    options = LstmOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, **SIZES[size])
+    return LstmBiLM(options).eval()
 
 
 def _baseline_direction(layer: BiLstmLayer, d: int, x: torch.Tensor, lengths: torch.Tensor,
@@ -103,8 +103,8 @@ def _baseline_direction(layer: BiLstmLayer, d: int, x: torch.Tensor, lengths: to
     return out
 
 
-def baseline_layers(bilm: BiLM, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-    """(N + 1, B, T + 2, 2P) like BiLM.forward, computed the straightforward way."""
+def baseline_layers(bilm: LstmBiLM, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+    """(N + 1, B, T + 2, 2P) like LstmBiLM.forward, computed the straightforward way."""
     ids = torch.from_numpy(batch_to_ids([[BOS, *s, EOS] for s in sentences], bilm.options.max_characters_per_token))
     batch, steps, width = ids.shape
     tokens = bilm.char_cnn(ids.view(batch * steps, width)).view(batch, steps, -1)
@@ -124,7 +124,7 @@ def baseline_layers(bilm: BiLM, sentences: Sequence[Sequence[str]]) -> torch.Ten
     return result[:, torch.argsort(order)]
 
 
-def _lstm_flops(options: ElmoOptions, lengths: np.ndarray) -> float:
+def _lstm_flops(options: LstmOptions, lengths: np.ndarray) -> float:
     """The LSTM's input, recurrent and cell-projection products on real positions only (padding never
     reaches them)."""
     proj, cell = options.projection_dim, options.lstm_dim

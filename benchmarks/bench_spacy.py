@@ -33,7 +33,7 @@ from spacy.tokens import DocBin
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spacy_elmo import BiLM, ElmoOptions, WeightsError, load_bilm, save_bilm  # noqa: E402
+from spacy_elmo import LstmBiLM, LstmOptions, WeightsError, load_lstm_bilm, save_lstm_bilm  # noqa: E402
 from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
 from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS  # noqa: E402
@@ -51,9 +51,9 @@ def ewt_texts(limit: int) -> List[str]:
 def model_files(workdir: Path) -> Dict[str, tuple]:
     files = {"fixture (2P=32)": (FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")}
     torch.manual_seed(0)
-    small = BiLM(ElmoOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, lstm_dim=1024,
+    small = LstmBiLM(LstmOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, lstm_dim=1024,
                              projection_dim=128, n_highway=1))
-    save_bilm(small, workdir / "small.json", workdir / "small.hdf5")
+    save_lstm_bilm(small, workdir / "small.json", workdir / "small.hdf5")
     files["random, published 'small' size (LSTM 1024, projection 128, 2P=256)"] = (workdir / "small.json", workdir / "small.hdf5")
     try:
         files["bundled default"] = default_model_files()
@@ -120,7 +120,7 @@ def main() -> None:
             nlp.initialize()
             pipeline = workdir / "pipeline"
             nlp.to_disk(pipeline)
-            embedder = Embedder(load_bilm(options, weights), batch_size=64, max_batch_tokens=4096)
+            embedder = Embedder(load_lstm_bilm(options, weights), batch_size=64, max_batch_tokens=4096)
             for round_ in range(args.rounds):
                 raw = raw_words_per_second(embedder, words, args.batch_size, args.batches, args.warmup)
                 pipe = pipe_words_per_second(pipeline, data, args.batch_size, args.batches, args.warmup, args.threads)

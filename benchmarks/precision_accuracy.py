@@ -27,7 +27,7 @@ from bench_bilm import DATA, SIZES, random_bilm, read_conllu  # noqa: E402
 from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
 from spacy_elmo.bilm.precision import PRECISIONS, native_bf16  # noqa: E402
-from spacy_elmo.bilm.weights import load_bilm  # noqa: E402
+from spacy_elmo.bilm.weights import load_lstm_bilm  # noqa: E402
 from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
 
 VIEWS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {"top": lambda a: a[-1], "average": lambda a: a.mean(0)}
@@ -70,7 +70,7 @@ def main() -> None:
     everything = read_conllu(DATA, args.sentences or 10 ** 9)
     print(f"torch {torch.__version__}, {args.threads} thread(s), bf16 kernels native on this CPU: "
           f"{native_bf16(torch.device('cpu'))}; EWT dev: {len(everything)} sentences", flush=True)
-    rows = measure("bundled", load_bilm(*default_model_files()), everything) if "bundled" in args.models else []
+    rows = measure("bundled", load_lstm_bilm(*default_model_files()), everything) if "bundled" in args.models else []
     for size in (size for size in SIZES if size in args.models):
         n = args.original_sentences if size == "original" else len(everything)
         rows += measure(f"{size} (random weights)", random_bilm(size), everything[:n])

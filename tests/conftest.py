@@ -44,3 +44,24 @@ def convert_sst():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def text(tmp_path) -> Path:
+    """A two-line text, input to the commands."""
+    path = tmp_path / "in.txt"
+    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
+    return path
+
+
+@pytest.fixture
+def bundle_at(monkeypatch):
+    """Makes the catalogue's bundled model the one in a given folder, for this test."""
+    import dataclasses
+
+    from spacy_elmo.hub import DEFAULT_NAME, MODELS
+
+    def move(folder: Path) -> None:
+        monkeypatch.setitem(MODELS, DEFAULT_NAME, dataclasses.replace(MODELS[DEFAULT_NAME], folder=folder))
+
+    return move

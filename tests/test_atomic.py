@@ -14,13 +14,6 @@ from cli_helpers import cli, fails, snapshot
 
 
 @pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
-@pytest.fixture
 def unpacked(tmp_path):
     """The transformer fixture as an unpacked AllenNLP archive folder."""
     folder = tmp_path / "unpacked"
@@ -74,12 +67,12 @@ def test_a_hard_link_to_a_file_of_a_folder_input_is_refused(text, export_dir, tm
             snapshot(tmp_path))
 
 
-def test_nothing_is_written_into_the_bundled_model(text, tmp_path, monkeypatch):
-    import spacy_elmo.hub.cache
+def test_nothing_is_written_into_the_bundled_model(text, tmp_path, bundle_at):
+    from spacy_elmo.hub.catalogue import BUNDLED_DIR
 
     bundled = tmp_path / "bundled"
-    shutil.copytree(spacy_elmo.hub.cache.DEFAULT_MODEL_DIR, bundled)
-    monkeypatch.setattr(spacy_elmo.hub.cache, "DEFAULT_MODEL_DIR", bundled)
+    shutil.copytree(BUNDLED_DIR, bundled)
+    bundle_at(bundled)
     before = snapshot(tmp_path)
     refused(cli("embed", text, bundled / "weights.hdf5", "--overwrite"), tmp_path, before,
             "would overwrite the model folder .*bundled")

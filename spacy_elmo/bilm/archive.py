@@ -34,10 +34,6 @@ POSITION_KEY = "_contextualizer._position.positional_encoding"
 ALLENNLP_MAX_POSITIONS = 5000
 
 
-def is_archive(path: PathLike) -> bool:
-    return Path(path).is_file() and tarfile.is_tarfile(path)
-
-
 def load_archive(path: PathLike) -> TransformerBiLM:
     """A TransformerBiLM in eval mode from an AllenNLP model archive or its unpacked folder. The config is
     checked (sizes against the memory available) before any tensor is read or made."""

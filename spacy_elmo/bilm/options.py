@@ -332,7 +332,4 @@ class TransformerOptions(CharCnnOptions):
             raise OptionsError(f"{source}: {err}") from None
 
 
-ElmoOptions = LstmOptions
-"""The LSTM's options under their name before the transformer biLM existed."""
-
 PUBLISHED_FILTERS: List[Tuple[int, int]] = [(1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)]

@@ -197,6 +197,4 @@ def save_lstm_bilm(bilm: LstmBiLM, options_file: PathLike, weight_file: PathLike
     bilm.options.to_file(options_file)
     write_weights(bilm, weight_file)
 
-
-load_bilm, save_bilm = load_lstm_bilm, save_lstm_bilm
 """Their names before the transformer biLM existed."""

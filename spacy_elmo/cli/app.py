@@ -279,9 +279,9 @@ def download_command(
 ) -> None:
     """Fetch a published ELMo model into the cache (resumable, checked); instant once cached. Prints where
     it is: the folder with options.json + weights.hdf5, or the model archive (either one is an `--archive`)."""
-    from ..hub import DEFAULT_NAME, default_model_files, fetch_model
+    from ..hub import model_path
 
-    path = default_model_files()[0].parent if name == DEFAULT_NAME else fetch_model(name, cache_dir, progress)
+    path = model_path(name, cache_dir, progress)
     typer.echo(f"{name}: {path}")
 
 

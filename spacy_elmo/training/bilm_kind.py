@@ -74,8 +74,9 @@ class BilmKind(abc.ABC):
         """The trained biLM in the layout its users load, written whole or not at all."""
 
     def train_options(self, options: BiLMOptions) -> Dict[str, Any]:
-        """The architecture part of a run's train_options.json."""
-        return options.to_dict()
+        """The architecture part of a run's train_options.json, with its kind (runs before both kinds wrote
+        it hold none: the unnamed kind, see checkpoint.check_train_options)."""
+        return {**options.to_dict(), "kind": options.kind}
 
     def export_warning(self, options: BiLMOptions) -> Optional[str]:
         """Why `export` would refuse a run of these options, said when the run starts; None if it would not."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from ..errors import InputError, OptionsError
 from .corpus import FORMATS, expand_paths
-from .kinds import KINDS, Kind
+from .kinds import DEFAULT, KINDS, TrainingKind
 from .vocab import Vocab
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class TrainConfig:
     output: str
     fmt: str = _setting("tokens", choices=FORMATS, noun="text format")
     lang: str = "en"
-    bilm: str = _setting("lstm", choices=tuple(KINDS), noun="biLM architecture")
+    bilm: str = _setting(DEFAULT.name, choices=tuple(KINDS), noun="biLM architecture")
     # the architecture (with init_from: the source's, see ARCHITECTURE); n_layers, the char CNN and
     # max_characters_per_token are shared, the others belong to one kind (its `defaults`, see kinds.py)
     lstm_dim: Optional[int] = _setting(low=1)
@@ -163,7 +163,7 @@ class TrainConfig:
                 setattr(self, name, self.kind.defaults.get(name))
 
     @property
-    def kind(self) -> Kind:
+    def kind(self) -> TrainingKind:
         return KINDS[self.bilm]
 
     def bilm_options(self) -> BiLMOptions:
@@ -185,7 +185,7 @@ def kind_settings() -> Set[str]:
     return {name for kind in KINDS.values() for name in kind.defaults}
 
 
-def other_kinds_settings(kind: Kind) -> List[str]:
+def other_kinds_settings(kind: TrainingKind) -> List[str]:
     """The settings that belong to other kinds than `kind`, in field order."""
     return [f.name for f in fields(TrainConfig) if f.name in kind_settings() - set(kind.defaults)]
 

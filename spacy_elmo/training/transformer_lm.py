@@ -227,9 +227,6 @@ class TransformerKind(BilmKind):
                 batch_size: int) -> TransformerBatches:
         return TransformerBatches(settings, vocab, paths, seed, training, batch_size)
 
-    def train_options(self, options: TransformerOptions) -> Dict[str, Any]:
-        return {**options.to_dict(), "kind": options.kind}
-
     def export_warning(self, options: TransformerOptions) -> Optional[str]:
         if options.n_heads == ALLENNLP_HEADS:
             return None

@@ -9,9 +9,9 @@ from spacy_elmo.bilm import precision
 from spacy_elmo.bilm.archive import load_archive
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.embedder import Embedder
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError
-from spacy_elmo.hub.default_model import default_model_files
+from spacy_elmo.hub import resolve_model_files
 
 from conftest import TRANSFORMER_ARCHIVE
 
@@ -55,7 +55,7 @@ def assert_close_to_fp32(bilm, sentences, mode):
 
 @pytest.fixture(scope="module")
 def fixture_bilm(fixture_dir):
-    return load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    return load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
 
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
@@ -65,7 +65,7 @@ def test_fixture_model_close_to_fp32(fixture_bilm, ewt, mode):
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
 def test_bundled_model_close_to_fp32(ewt, mode):
-    assert_close_to_fp32(load_bilm(*default_model_files()), ewt, mode)
+    assert_close_to_fp32(load_lstm_bilm(*resolve_model_files()), ewt, mode)
 
 
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
@@ -93,7 +93,7 @@ def test_weights_unchanged_by_a_lower_precision_run(fixture_bilm, ewt, mode):
 @pytest.mark.parametrize("mode", ["bf16", "int8"])
 def test_changed_weights_are_followed(fixture_dir, ewt, mode):
     """The bf16/int8 copies are remade when a weight changes in place (e.g. an optimizer step)."""
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     lowered = Embedder(bilm, precision=mode, cache_size=0)
     before = lowered.embed_sentence(ewt[0])
     with torch.no_grad():
@@ -182,7 +182,7 @@ def test_embed_command_precision(fixture_dir, ewt, tmp_path):
         assert result.exit_code == 0, result.output
         with h5py.File(tmp_path / f"{mode}.hdf5", "r") as f:
             outputs[mode] = [f[str(i)][()] for i in range(20)]
-    expected = list(Embedder(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"),
+    expected = list(Embedder(load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"),
                              precision="bf16").embed_sentences(ewt[:20]))
     for got, want in zip(outputs["bf16"], expected):
         np.testing.assert_array_equal(got, want)

@@ -26,13 +26,6 @@ def model(fixture_dir):
     return ["--options-file", fixture_dir / "options.json", "--weight-file", fixture_dir / "lm_weights.hdf5"]
 
 
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
 def options_with(fixture_dir, tmp_path, **lstm):
     data = json.loads((fixture_dir / "options.json").read_text())
     data["lstm"].update(lstm)
