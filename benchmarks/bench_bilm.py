@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
+from spacy_elmo.bilm.kinds import LSTM, TRANSFORMER  # noqa: E402
 from spacy_elmo.bilm.lstm_bilm import LstmBiLM  # noqa: E402
 from spacy_elmo.bilm.char_cnn import PADDING_ID  # noqa: E402
 from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
@@ -142,17 +143,22 @@ def _transformer_flops(options: TransformerOptions, lengths: np.ndarray) -> floa
     return 2 * options.n_layers * rows * steps * (dense + attention)
 
 
+CONTEXTUAL_FLOPS = {LSTM.name: (_lstm_flops, False), TRANSFORMER.name: (_transformer_flops, True)}
+"""Per biLM kind: the FLOPs of its contextual part, and whether its char CNN always ends in a projection
+(the LSTM's only where the filters' width differs from the projection)."""
+
+
 def _ours_flops(options, sentences: Sequence[Sequence[str]], batches: List[List[int]], cache_size: int) -> float:
     """FLOPs (2 per multiply-add) of the matrix products and convolutions our implementation executes:
     the char CNN (convolutions, highway, projection) on each batch's tokens missing from the Embedder's
     cache, over the trimmed character width, then the contextual part of the biLM."""
     dim = options.char_embedding_dim
     widest = max(w for w, _ in options.filters)
-    output = options.input_dim if isinstance(options, TransformerOptions) else options.projection_dim
+    output = options.output_dim // 2
+    contextual, always_projects = CONTEXTUAL_FLOPS[options.kind]
     dense_cnn = options.n_highway * 2 * (2 * options.n_filters ** 2)
-    if options.n_filters != output or isinstance(options, TransformerOptions):
+    if options.n_filters != output or always_projects:
         dense_cnn += 2 * options.n_filters * output
-    contextual = _transformer_flops if isinstance(options, TransformerOptions) else _lstm_flops
     cached: set = set()
     total = 0.0
     for group in batches:

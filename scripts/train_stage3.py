@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from spacy_elmo.hub.catalogue import BUNDLED_DIR as BUNDLED
 
-BUNDLED = Path(__file__).resolve().parents[1] / "spacy_elmo" / "models" / "default"
 HELDOUT = {
     "books": ["heldout-books/doyle__beyond-the-city.txt", "heldout-books/shelley__mathilda.txt",
               "heldout-books/burroughs__the-land-that-time-forgot.txt"],

@@ -16,7 +16,7 @@ from .bilm.loading import load_any_bilm
 from .bilm.precision import compute_precision
 from .bilm.settings import BATCH_SIZE, CACHE_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
 from .errors import InputError
-from .hub import DEFAULT_NAME, resolve_bilm
+from .hub import resolve_bilm
 
 
 class Embedder:
@@ -54,10 +54,10 @@ class Embedder:
         return cls(load_any_bilm(options_file=options_file, weight_file=weight_file), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, name: str = DEFAULT_NAME, cache_dir: Optional[Union[str, Path]] = None,
+    def from_pretrained(cls, name: Optional[str] = None, cache_dir: Optional[Union[str, Path]] = None,
                         **kwargs) -> "Embedder":
         """A published model by name (see spacy_elmo.hub.MODELS, LSTM or transformer), downloaded into the
-        cache once; the default is the model bundled with the package."""
+        cache once; none named: the model bundled with the package."""
         return cls(resolve_bilm(name, cache_dir=cache_dir), **kwargs)
 
     @classmethod

@@ -9,15 +9,15 @@ import importlib
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Tuple, Type
 
+from ..atomic import PathLike
 from .archive_config import CONFIG_NAME
 from .options import LstmOptions, TransformerOptions
 
 if TYPE_CHECKING:
     from .interface import BiLMOptions, ContextualBiLM
 
-PathLike = Union[str, Path]
 OPTIONS_FILE = "options.json"
 WEIGHTS_FILE = "weights.hdf5"
 ARCHIVE_FILE = "model.tar.gz"
@@ -86,7 +86,3 @@ PAIR = LSTM
 """The kind saved as an options file and a weight file, which `options_file`/`weight_file` arguments name."""
 UNNAMED = LSTM
 """The kind of a config or training options without one: those saved before the transformer biLM existed."""
-
-
-def kind_of(options: "BiLMOptions") -> Kind:
-    return KINDS[options.kind]

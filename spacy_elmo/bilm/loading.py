@@ -8,7 +8,8 @@ from typing import Any, Dict, Optional
 
 from ..errors import OptionsError, WeightsError
 from .interface import ContextualBiLM
-from .kinds import KINDS, PAIR, UNNAMED, PathLike
+from ..atomic import PathLike
+from .kinds import KINDS, PAIR, UNNAMED
 
 
 def bilm_config(bilm: ContextualBiLM) -> Dict[str, Any]:

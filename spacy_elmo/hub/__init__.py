@@ -49,7 +49,7 @@ def resolve_bilm(name: Optional[str] = None, options_file: Optional[PathLike] = 
 def model_path(name: Optional[str] = None, cache_dir: Optional[PathLike] = None, progress: bool = True) -> Path:
     """What load_any_bilm reads of a catalogue model (by default the bundled one): the folder or file it
     is bundled as, or its copy in the cache (downloaded first if needed)."""
-    model = get_model(DEFAULT_NAME if name is None else name)
+    model = get_model(name)
     if model.folder is None:
         return fetch_model(model.name, cache_dir, progress)
     bundled_files(model)
@@ -65,7 +65,7 @@ def resolve_model_files(name: Optional[str] = None, options_file: Optional[PathL
     _check_one_source(name, options_file, weight_file)
     if options_file is not None and weight_file is not None:
         return Path(options_file), Path(weight_file)
-    model = get_model(DEFAULT_NAME if name is None else name)
+    model = get_model(name)
     if model.kind.files != PAIR.files:
         raise WeightsError(f"{name!r} is a {model.kind.title}, not the "
                            f"{' + '.join(PAIR.files)} pair asked for here; use it by name in the elmo component, "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from ..bilm.kinds import PathLike
+from ..atomic import PathLike
 from ..errors import DownloadError, WeightsError
 from .catalogue import MODELS, PublishedModel
 

@@ -148,10 +148,10 @@ def model_names() -> Tuple[str, ...]:
     return tuple(MODELS)
 
 
-def get_model(name: str) -> PublishedModel:
-    """The catalogue entry, or an error listing every name."""
+def get_model(name: Optional[str] = None) -> PublishedModel:
+    """The catalogue entry (none named: the bundled model), or an error listing every name."""
     try:
-        return MODELS[name]
+        return MODELS[DEFAULT_NAME if name is None else name]
     except (KeyError, TypeError):
         raise UnknownModelError(f"unknown ELMo model {name!r}; known models: {', '.join(model_names())} "
                                 "(`python -m spacy_elmo models` lists them)") from None

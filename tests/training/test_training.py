@@ -17,7 +17,6 @@ from spacy_elmo.bilm.loading import load_any_bilm
 from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError, OutputError
 from spacy_elmo.training.checkpoint import load_checkpoint, run_config
-from spacy_elmo.training.config import TrainConfig
 from spacy_elmo.training.export import export
 from spacy_elmo.training.models import initial_model, model_from_checkpoint
 from spacy_elmo.training.trainer import evaluate, train
