@@ -26,21 +26,20 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from common import read_conllu
+from spacy_elmo.bilm.interface import ContextualBiLM
+from spacy_elmo.bilm.kinds import LSTM, TRANSFORMER
+from spacy_elmo.bilm.lstm_bilm import LstmBiLM
+from spacy_elmo.bilm.char_cnn import PADDING_ID
+from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids
+from spacy_elmo.bilm.batching import batch_layers, length_batches
+from spacy_elmo.embedder import Embedder
+from spacy_elmo.bilm.lstm import BiLstmLayer
+from spacy_elmo.bilm.options import PUBLISHED_FILTERS, LstmOptions
+from spacy_elmo.bilm.precision import check_precision
+from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from spacy_elmo.bilm.interface import ContextualBiLM  # noqa: E402
-from spacy_elmo.bilm.kinds import LSTM, TRANSFORMER  # noqa: E402
-from spacy_elmo.bilm.lstm_bilm import LstmBiLM  # noqa: E402
-from spacy_elmo.bilm.char_cnn import PADDING_ID  # noqa: E402
-from spacy_elmo.bilm.char_ids import BOS, EOS, CharBatch, batch_to_ids  # noqa: E402
-from spacy_elmo.bilm.batching import batch_layers, length_batches  # noqa: E402
-from spacy_elmo.embedder import Embedder  # noqa: E402
-from spacy_elmo.bilm.lstm import BiLstmLayer  # noqa: E402
-from spacy_elmo.bilm.options import PUBLISHED_FILTERS, LstmOptions  # noqa: E402
-from spacy_elmo.bilm.precision import check_precision  # noqa: E402
-from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions  # noqa: E402
-
 DATA = ROOT / "assets" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"   # `spacy project assets` or `project run data`
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SIZES = {
@@ -50,24 +49,6 @@ SIZES = {
 }
 TRANSFORMER_SIZES = {"transformer": dict(input_dim=512, hidden_dim=2048, n_layers=6, n_highway=2, n_heads=8)}
 LARGE_SIZES = ("original", "transformer")
-
-
-def read_conllu(path: Path, limit: int) -> List[List[str]]:
-    """Word forms of the first `limit` sentences (multi-word ranges and empty nodes skipped)."""
-    sentences: List[List[str]] = []
-    tokens: List[str] = []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if not line.strip():
-            if tokens:
-                sentences.append(tokens)
-                tokens = []
-                if len(sentences) == limit:
-                    break
-        elif not line.startswith("#"):
-            cols = line.split("\t")
-            if cols[0].isdigit():
-                tokens.append(cols[1])
-    return sentences
 
 
 def random_bilm(size: str) -> ContextualBiLM:

@@ -35,15 +35,20 @@ def data_dir() -> Path:
     return SAMPLES
 
 
-@pytest.fixture(scope="session")
-def convert_sst():
-    """scripts/convert_sst.py as a module (the project's SST-5 reader)."""
+def load_module(path: Path):
+    """A script or a benchmark helper, which no package holds, as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("convert_sst", ROOT / "scripts" / "convert_sst.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def convert_sst():
+    """scripts/convert_sst.py as a module (the project's SST-5 reader)."""
+    return load_module(ROOT / "scripts" / "convert_sst.py")
 
 
 @pytest.fixture
@@ -65,3 +70,14 @@ def bundle_at(monkeypatch):
         monkeypatch.setitem(MODELS, DEFAULT_NAME, dataclasses.replace(MODELS[DEFAULT_NAME], folder=folder))
 
     return move
+
+
+@pytest.fixture
+def unpacked_archive(tmp_path) -> Path:
+    """The transformer fixture as an unpacked AllenNLP archive folder."""
+    import tarfile
+
+    folder = tmp_path / "unpacked"
+    with tarfile.open(TRANSFORMER_ARCHIVE) as tar:
+        tar.extractall(folder, filter="data")
+    return folder

@@ -78,7 +78,8 @@ def _is_archive(path: Path) -> bool:
 LSTM = Kind(LstmOptions.kind, "LSTM biLM", LstmOptions, (OPTIONS_FILE, WEIGHTS_FILE), ("options", "weights"),
             f"folder with {OPTIONS_FILE} + {WEIGHTS_FILE}",
             "spacy_elmo.bilm.lstm_bilm:LstmBiLM", "spacy_elmo.bilm.weights:load_lstm_bilm")
-TRANSFORMER = Kind(TransformerOptions.kind, "Transformer-ELMo model archive", TransformerOptions, (ARCHIVE_FILE,), ("model archive",),
+TRANSFORMER = Kind(TransformerOptions.kind, "Transformer-ELMo model archive", TransformerOptions, (ARCHIVE_FILE,),
+                   ("model archive",),
                    f"AllenNLP model archive: {ARCHIVE_FILE} or a folder with {CONFIG_NAME} and weights.th",
                    "spacy_elmo.bilm.transformer_bilm:TransformerBiLM", "spacy_elmo.bilm.archive:load_archive")
 KINDS: Dict[str, Kind] = {kind.name: kind for kind in (LSTM, TRANSFORMER)}

@@ -2,8 +2,8 @@
 
 Layout: `<cache>/<name>/` holds the files of the model's kind (bilm/kinds.py: `options.json` +
 `weights.hdf5`, the names an `export` writes, so a cached model is also a valid `--init-from` directory,
-or `model.tar.gz` for a model archive), and `manifest.json`, written last, only after the files passed the strict options/weights (or archive)
-check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
+or `model.tar.gz` for a model archive), and `manifest.json`, written last, only after the files passed
+the strict options/weights (or archive) check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
 from the one recorded (STAMP). A model without a matching manifest is not cached, whatever else lies in
 its directory. No command writes into a model's folder (protected_paths, which the package hands to the
 output guard in atomic.py).

@@ -13,35 +13,17 @@ from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError
 from spacy_elmo.hub import resolve_model_files
 
-from conftest import TRANSFORMER_ARCHIVE
+from conftest import ROOT, TRANSFORMER_ARCHIVE, load_module
+
+read_conllu, token_cosines = (getattr(load_module(ROOT / "benchmarks" / "common.py"), name)
+                              for name in ("read_conllu", "token_cosines"))
 
 N_SENTENCES = 150
-
-
-def read_conllu(path, limit):
-    sentences, tokens = [], []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if not line.strip():
-            if tokens:
-                sentences.append(tokens)
-                tokens = []
-        elif not line.startswith("#") and line.split("\t")[0].isdigit():
-            tokens.append(line.split("\t")[1])
-    return sentences[:limit]
 
 
 @pytest.fixture(scope="module")
 def ewt(data_dir):
     return read_conllu(data_dir / "ud-english-ewt" / "en_ewt-ud-dev.conllu", N_SENTENCES)
-
-
-def token_cosines(reference, other, pick):
-    """Per-token cosine between two runs, for the layer view `pick` of each sentence's (L, n, D) array."""
-    found = []
-    for ref, out in zip(reference, other):
-        a, b = pick(ref), pick(out)
-        found.append((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)))
-    return np.concatenate(found)
 
 
 def assert_close_to_fp32(bilm, sentences, mode):

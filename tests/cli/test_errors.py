@@ -111,18 +111,6 @@ def test_embed_options_too_big_for_memory_are_refused_before_allocation(text, fi
               fixture_dir / "lm_weights.hdf5"), r"parameters \(\d[\d.]* GiB of float32\), more than this machine's")
 
 
-@pytest.fixture
-def unpacked_archive(tmp_path):
-    import tarfile
-
-    from conftest import TRANSFORMER_ARCHIVE
-
-    folder = tmp_path / "unpacked"
-    with tarfile.open(TRANSFORMER_ARCHIVE) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
-
-
 def no_tensor_may_be_read(monkeypatch):
     """Fail the test if anything reads weights: the refusal must come from the sizes alone."""
     import spacy_elmo.bilm.archive

@@ -83,7 +83,8 @@ def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixtur
 def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_path, monkeypatch):
     """Float data can be corrupted without breaking the HDF5 layout; only a known hash catches that."""
     digest = hashlib.sha256(fixture_bytes[1]).hexdigest()
-    known = dataclasses.replace(MODELS["small"], remotes=(SMALL.remotes[0], dataclasses.replace(SMALL.remotes[1], sha256=digest)))
+    options, weights = SMALL.remotes
+    known = dataclasses.replace(MODELS["small"], remotes=(options, dataclasses.replace(weights, sha256=digest)))
     monkeypatch.setitem(MODELS, "small", known)
     damaged = bytearray(fixture_bytes[1])
     damaged[len(damaged) // 2] ^= 0x01
@@ -96,7 +97,8 @@ def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_
 
 
 def test_a_known_size_that_the_server_contradicts_is_an_error(storage, monkeypatch):
-    wrong = dataclasses.replace(MODELS["small"], remotes=(SMALL.remotes[0], dataclasses.replace(SMALL.remotes[1], size=1000)))
+    options, weights = SMALL.remotes
+    wrong = dataclasses.replace(MODELS["small"], remotes=(options, dataclasses.replace(weights, size=1000)))
     monkeypatch.setitem(MODELS, "small", wrong)
     with pytest.raises(DownloadError, match=r"has 450896 bytes, the catalogue expects 1000"):
         fetch_model("small", progress=False)
@@ -175,7 +177,8 @@ def test_unwritable_cache_directory(storage, tmp_path):
 def test_resolve_model_files_combinations(fixture_dir):
     options, weights = fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"
     assert resolve_model_files(options_file=options, weight_file=weights) == (options, weights)
-    assert resolve_model_files() == (BUNDLED_DIR / "options.json", BUNDLED_DIR / "weights.hdf5") == resolve_model_files("default")
+    bundled = (BUNDLED_DIR / "options.json", BUNDLED_DIR / "weights.hdf5")
+    assert resolve_model_files() == bundled == resolve_model_files("default")
     with pytest.raises(WeightsError, match="model name 'small' and also options/weight files"):
         resolve_model_files("small", options_file=options, weight_file=weights)
     with pytest.raises(WeightsError, match="got weight_file=.* but no options_file"):
