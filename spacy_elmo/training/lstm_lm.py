@@ -148,7 +148,6 @@ class LstmBatches:
 
 
 class LstmKind(BilmKind):
-    options_type = LstmOptions
     language_model = LstmLanguageModel
 
     def architecture(self, settings: Mapping[str, Any]) -> LstmOptions:

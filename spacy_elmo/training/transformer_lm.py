@@ -213,7 +213,6 @@ def write_allennlp_vocabulary(vocab: Vocab, folder: Path) -> Path:
 
 
 class TransformerKind(BilmKind):
-    options_type = TransformerOptions
     language_model = TransformerLanguageModel
 
     def architecture(self, settings: Mapping[str, Any]) -> TransformerOptions:
