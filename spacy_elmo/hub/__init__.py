@@ -71,9 +71,7 @@ def resolve_model_files(name: Optional[str] = None, options_file: Optional[PathL
                            f"{' + '.join(PAIR.files)} pair asked for here; use it by name in the elmo component, "
                            f"`pretrain --init-from`, `embed --model {name}`, Embedder.from_pretrained({name!r}) or "
                            f"resolve_bilm({name!r}), or fetch_model({name!r}) for the cached archive")
-    if model.folder is not None:
-        return bundled_files(model)
-    return entry_files(model, fetch_model(name, cache_dir, progress))
+    return entry_files(model, model_path(name, cache_dir, progress))
 
 
 class ModelStatus(NamedTuple):
