@@ -100,7 +100,7 @@ MODELS: Dict[str, PublishedModel] = {m.name: m for m in (
     PublishedModel(
         DEFAULT_NAME, "bundled English model (see its MODEL_CARD.md)", LSTM, (), "en",
         "Project Gutenberg books, English Web Treebank, WNUT-17, tweets and SST train text",
-        "the package's own", ("spacy_elmo/models/default/MODEL_CARD.md",), 3.0, 512, 128, 1, folder=BUNDLED_DIR),
+        "MIT, as the package", ("spacy_elmo/models/default/MODEL_CARD.md",), 3.0, 512, 128, 1, folder=BUNDLED_DIR),
     _english("small", "Small", "2x1024_128_2048cnn_1xhighway", 13.6, 1024, 128, 1, BILLION_WORDS),
     _english("medium", "Medium", "2x2048_256_2048cnn_1xhighway", 28.0, 2048, 256, 1, BILLION_WORDS),
     _english("original", "Original", "2x4096_512_2048cnn_2xhighway", 93.6, 4096, 512, 2, BILLION_WORDS),
@@ -110,7 +110,7 @@ MODELS: Dict[str, PublishedModel] = {m.name: m for m in (
     PublishedModel(
         "pubmed", "PubMed (contributed by Matthew Peters)",
         LSTM, _pair(f"{S3}/contributed/pubmed", "elmo_2x4096_512_2048cnn_2xhighway_options.json",
-               "elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5"),
+                    "elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5"),
         "en", "PubMed (the weight file is named PubMed_only); the file names give the Original architecture, "
         "2x4096_512_2048cnn_2xhighway", AI2_LICENCE,
         (ELMO_PAGE + "; added in commit f3a4a1835bbd6e6c87245fb709aa9af187d99e8e", FLAIR),
