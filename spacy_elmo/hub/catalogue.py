@@ -99,8 +99,8 @@ TRANSFORMER_TUTORIAL = (
 MODELS: Dict[str, PublishedModel] = {m.name: m for m in (
     PublishedModel(
         DEFAULT_NAME, "bundled English model (see its MODEL_CARD.md)", LSTM, (), "en",
-        "Project Gutenberg books, English Web Treebank, WNUT-17, tweets and SST train text",
-        "MIT, as the package", ("spacy_elmo/models/default/MODEL_CARD.md",), 3.0, 512, 128, 1, folder=BUNDLED_DIR),
+        "337 Project Gutenberg books, UD EWT train, WNUT-17 train, tweets and SST train sentences",
+        "ships with the package; sources in the model card", ("spacy_elmo/models/default/MODEL_CARD.md",), 3.0, 512, 128, 1, folder=BUNDLED_DIR),
     _english("small", "Small", "2x1024_128_2048cnn_1xhighway", 13.6, 1024, 128, 1, BILLION_WORDS),
     _english("medium", "Medium", "2x2048_256_2048cnn_1xhighway", 28.0, 2048, 256, 1, BILLION_WORDS),
     _english("original", "Original", "2x4096_512_2048cnn_2xhighway", 93.6, 4096, 512, 2, BILLION_WORDS),
