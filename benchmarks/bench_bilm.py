@@ -220,7 +220,7 @@ def worker(size: str, impl: str, batch_size: int, n_sentences: int, precision: s
     result = dict(size=size, impl=impl, precision=precision, batch_size=batch_size, sentences=len(sentences), tokens=n_tokens,
                   seconds=seconds, tokens_per_s=n_tokens / seconds, cpu_seconds=usage.ru_utime + usage.ru_stime,
                   other_cpu_share=max(others, 0.0) / (seconds * os.cpu_count()),
-                  peak_rss_mb=usage.ru_maxrss / 1024)
+                  peak_rss_mb=_peak_rss_mb())
     if impl == "ours":
         flops = _ours_flops(bilm.options, sentences, _our_batches(sentences, embedder), embedder.cache_size)
         result["gflop_per_s"] = flops / seconds / 1e9
@@ -288,6 +288,12 @@ def _busy_seconds() -> float:
         fields = [int(v) for v in f.readline().split()[1:]]
     idle = fields[3] + fields[4]
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would keep the parent's peak across exec)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def _own_seconds() -> float:
