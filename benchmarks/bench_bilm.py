@@ -350,12 +350,11 @@ def measure(args: argparse.Namespace, threads: int, precisions: List[str], befor
         n = args.original_sentences if size in LARGE_SIZES else args.sentences
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             baselines = {}
-            for impl in [] if transformer else ["baseline"] + (["baseline-bucketed"] if batch == args.bucketed_baseline_batch else []):
+            bucketed = ["baseline-bucketed"] if batch == args.bucketed_baseline_batch else []
+            for impl in [] if transformer else ["baseline", *bucketed]:
                 baselines[impl] = run_worker(size, impl, batch, n, "fp32", threads)
-            runs = [(f"{p}", run_worker(size, "ours", batch, n, p, threads)) for p in precisions[:1]]
-            if before is not None:
-                runs.insert(0, ("fp32 before", run_worker(size, "ours", batch, n, "fp32", threads, before)))
-            runs += [(p, run_worker(size, "ours", batch, n, p, threads)) for p in precisions[1:]]
+            runs = [] if before is None else [("fp32 before", run_worker(size, "ours", batch, n, "fp32", threads, before))]
+            runs += [(p, run_worker(size, "ours", batch, n, p, threads)) for p in precisions]
             base = baselines.get("baseline")
             for label, ours in runs:
                 row = dict(size=size, batch_size=batch, threads=threads, precision=label, sentences=ours["sentences"],

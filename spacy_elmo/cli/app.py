@@ -234,8 +234,9 @@ def embed_command(
                                   help="fp32 (exact), fp16, bf16 or int8: per-token cosine to fp32 >= 0.999 on "
                                        "average on every layer; weights stay fp32 (fp32, fp16 and int8 multiply "
                                        "with copies packed once per load). Speed against fp32, original size, "
-                                       "1 thread, batch 32 / 64 (docs/speed.md): AVX2 CPU: int8 1.8x / 1.3x, "
-                                       "fp16 1.1x / 1.35x, bf16 slower (no bf16 instructions); AVX-512 CPU with "
+                                       "1 thread, batch 32 / 64, two runs (docs/speed.md): AVX2 CPU: int8 "
+                                       "1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 "
+                                       "instructions); AVX-512 CPU with "
                                        "bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x; "
                                        "CPU only except bf16, which is also for GPUs"),
     part_lines: int = typer.Option(PART_LINES, callback=at_least(1),
