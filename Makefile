@@ -1,7 +1,9 @@
 # Reproduce the default English biLM shipped in spacy_elmo/models/default (see its MODEL_CARD.md):
-# stage 1 trains it from scratch, stage 2 continues it on the same text with the web text repeated.
+# stage 1 trains it from scratch, stage 2 continues it on the same text with the web text repeated, stage 3
+# (one GPU) adds tweets and SST text. DATA: the corpora, as `python -m spacy project assets` (network) or
+# `python -m spacy project run data` (from a local copy, --vars.local_data) put them in assets/.
 PYTHON ?= python
-DATA ?= ../shared/data
+DATA ?= assets
 RUN ?= runs/default
 MINUTES ?= 80
 CONTINUED ?= runs/v2
@@ -60,8 +62,8 @@ stage3-corpus:
 		--sst --tweets-repeat 4 --heldout-tweets 2000
 
 stage3-train:
-	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu1/out --run $(STAGE3)-gpu1/model \
+	$(PYTHON) scripts/train_stage3.py $(STAGE3) $(STAGE3)-gpu1/out --run $(STAGE3)-gpu1/model \
 		--minutes 5.5 --warmup-steps 600 --batch-size 256
-	$(PYTHON) benchmarks/bundled_v3/continue_on_gpu.py $(STAGE3) $(STAGE3)-gpu2/out --run $(STAGE3)-gpu2/model \
+	$(PYTHON) scripts/train_stage3.py $(STAGE3) $(STAGE3)-gpu2/out --run $(STAGE3)-gpu2/model \
 		--init-from $(STAGE3)-gpu1/export --minutes 3.5 --warmup-steps 0 --batch-size 256
 	cp $(STAGE3)-gpu2/export/options.json $(STAGE3)-gpu2/export/weights.hdf5 $(MODEL_DIR)/

@@ -46,8 +46,7 @@ from spacy_elmo.bilm.options import PUBLISHED_FILTERS, ElmoOptions  # noqa: E402
 from spacy_elmo.bilm.precision import check_precision  # noqa: E402
 from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions  # noqa: E402
 
-SHARED = Path(os.environ.get("SPACY_ELMO_SHARED", ROOT.parent / "shared"))
-DATA = SHARED / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
+DATA = ROOT / "assets" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"   # `spacy project assets` or `project run data`
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 SIZES = {
     "small": dict(lstm_dim=1024, projection_dim=128, n_highway=1),

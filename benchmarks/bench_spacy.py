@@ -38,8 +38,8 @@ from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
 from spacy_elmo.embedder import Embedder  # noqa: E402
 from spacy_elmo.bilm.options import PUBLISHED_FILTERS  # noqa: E402
 
-EWT_DEV = ROOT.parent / "shared" / "data" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "elmo-allennlp"
+EWT_DEV = ROOT / "assets" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"   # `spacy project assets` or `project run data`
+FIXTURE = ROOT / "tests" / "data" / "fixtures" / "elmo-allennlp"
 
 
 def ewt_texts(limit: int) -> List[str]:

@@ -1,6 +1,6 @@
 """SST-5 (Stanford Sentiment Treebank, fine-grained PTB trees) to .spacy for a 5-class exclusive textcat.
 
-    python scripts/convert_sst.py ../shared/data/sst/train.txt corpus/sst5/train.spacy
+    python scripts/convert_sst.py assets/sst/train.txt corpus/sst5/train.spacy
 
 Sentence level, as in the ELMo paper: each tree becomes one Doc of its leaves, PTB escapes undone
 (-LRB- -> "(", \\/ -> "/", `` and '' -> "), with cats {"0": 0/1, ..., "4": 0/1} set from the root's label.

@@ -2,12 +2,14 @@
 
     python scripts/results_table.py metrics --readme README.md
 
-Two comparisons: "vectors" (spaCy features + static vectors, then the same + ELMo: the headline) and
-"features" (spaCy features alone, then + ELMo). Writes metrics/summary.json (one entry per task, metric and
-comparison: both systems' config and run files, and the relative error reduction of the means),
-metrics/results.md (mean ± standard deviation per metric; per run the training time, words/s and where
-its dev score peaked) and metrics/results.png; with --readme, puts the tables into README.md between the
-markers <!-- results:start --> and <!-- results:end -->.
+Comparisons: "vectors" (spaCy features + static vectors, then the same + ELMo: the headline), "features"
+(spaCy features alone, then + ELMo), "bilstm" (the headline pair with a BiLSTM task encoder) and the
+EWT budget study "budget2x"/"budget4x" (the headline pair trained longer). Writes metrics/summary.json (one
+entry per task, metric and comparison: both systems' config and run files, and the relative error
+reduction of the means), metrics/results.md (mean ± standard deviation per metric and the seed-wise
+differences; per run the training time, words/s and where its dev score peaked), metrics/results.png and,
+when there are dev-search records (scripts/run_study.py), metrics/search.md; with --readme, puts the
+score tables into README.md between the markers <!-- results:start --> and <!-- results:end -->.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import matplotlib
+import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,13 +35,27 @@ LABELS = {"pos_acc": "UPOS", "tag_acc": "XPOS (TAG)", "morph_acc": "morph", "dep
 TEST_SETS = {"ewt": "UD English-EWT test", "wnut17": "WNUT-17 emerging.test.annotated", "sst5": "SST-5 test"}
 COMPARISONS = {"vectors": {"baseline": "vectors", "elmo": "vectors_elmo",
                            "title": "spaCy features + static vectors (floret, same text as the biLM)"},
-               "features": {"baseline": "baseline", "elmo": "elmo", "title": "spaCy features, no static vectors"}}
+               "features": {"baseline": "baseline", "elmo": "elmo", "title": "spaCy features, no static vectors"},
+               "bilstm": {"baseline": "vectors_bilstm", "elmo": "vectors_elmo_bilstm",
+                          "title": "BiLSTM task encoder over spaCy features + static vectors "
+                                   "(textcat: ELMo also at the encoder's output)"},
+               "budget2x": {"baseline": "vectors", "elmo": "vectors_elmo", "variant": "budget2x",
+                            "title": "static vectors pair at 2x the budget (EWT 4,000 steps)"},
+               "budget4x": {"baseline": "vectors", "elmo": "vectors_elmo", "variant": "budget4x",
+                            "title": "static vectors pair at 4x the budget (EWT 8,000 steps)"}}
 SIDES = ("baseline", "elmo")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+BOOTSTRAP = {"ents_f": ("tp", "pred", "gold"), "cats_micro_f": ("correct",)}
+"""The metrics with a paired bootstrap, and the per-Doc counts (scripts/predict_test.py) it resamples."""
 
 
-def runs_of(metrics: Path, task: str, system: str) -> List[Path]:
-    return sorted((metrics / task).glob(f"{system}_seed*[0-9].json"))
+def runs_of(metrics: Path, task: str, system: str, variant: str = "") -> List[Path]:
+    stem = f"{system}_{variant}" if variant else system
+    return sorted((metrics / task).glob(f"{stem}_seed*[0-9].json"))
+
+
+def seed_of(path: Path) -> int:
+    return int(path.stem.rsplit("_seed", 1)[1])
 
 
 def mean_std(values: List[float]) -> str:
@@ -71,13 +88,33 @@ def speeds(train_log: Path) -> Dict[str, Optional[float]]:
             "best_step": best["step"] if best else None, "last_third_gain": gain}
 
 
+def bootstrap_p(runs: List[List[Path]], key: str, samples: int = 2000) -> Optional[float]:
+    """Paired bootstrap over the test Docs: the share of resamples on which the seed mean of + ELMo is not
+    above the baseline's, every run scored on the same resampled Docs; None unless every run has its
+    per-Doc counts (SYSTEM_seedN.test.jsonl)."""
+    files = [[path.with_name(path.stem + ".test.jsonl") for path in side] for side in runs]
+    if not all(f.exists() for side in files for f in side):
+        return None
+    counts = [[numpy.array([[json.loads(line)[c] for c in BOOTSTRAP[key]] for line in f.read_text().splitlines()],
+                           dtype=float) for f in side] for side in files]
+    n_docs = counts[0][0].shape[0]
+    weights = numpy.random.default_rng(0).multinomial(n_docs, numpy.full(n_docs, 1 / n_docs), size=samples)
+    means = []
+    for side in counts:
+        sums = [weights @ c for c in side]
+        scores = [s[:, 0] / n_docs if key == "cats_micro_f" else 2 * s[:, 0] / numpy.maximum(s[:, 1] + s[:, 2], 1)
+                  for s in sums]
+        means.append(numpy.mean(scores, axis=0))
+    return float(numpy.mean(means[1] <= means[0]))
+
+
 def summarise(metrics: Path, root: Path) -> List[dict]:
     """One entry per (task, metric, comparison) whose two systems both have runs; "baseline" and "elmo"
     name the comparison's two sides, "system" inside each the configs they ran."""
     summary = []
     for comparison, sides in COMPARISONS.items():
         for task, keys in METRICS.items():
-            runs = {side: runs_of(metrics, task, sides[side]) for side in SIDES}
+            runs = {side: runs_of(metrics, task, sides[side], sides.get("variant", "")) for side in SIDES}
             if not all(runs.values()):
                 continue
             scores = {side: [json.loads(path.read_text()) for path in runs[side]] for side in SIDES}
@@ -87,34 +124,56 @@ def summarise(metrics: Path, root: Path) -> List[dict]:
                     values = [s[key] for s in scores[side]]
                     entry[side] = {"system": sides[side], "config": f"configs/{sides[side]}_{CONFIGS[task]}.cfg",
                                    "runs": [str(path.resolve().relative_to(root)) for path in runs[side]],
-                                   "mean": statistics.mean(values), "values": values}
+                                   "mean": statistics.mean(values), "values": values,
+                                   "seeds": [seed_of(path) for path in runs[side]]}
                 entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
+                if key in BOOTSTRAP:
+                    entry["bootstrap_p"] = bootstrap_p([runs[side] for side in SIDES], key)
                 summary.append(entry)
     return summary
 
 
+def seedwise(entry: dict) -> str:
+    """+ ELMo minus baseline on the seeds both sides ran, in points: mean [min, max], and how many ELMo won."""
+    by_seed = [dict(zip(entry[side]["seeds"], entry[side]["values"])) for side in SIDES]
+    diffs = [100 * (by_seed[1][seed] - by_seed[0][seed]) for seed in sorted(set(by_seed[0]) & set(by_seed[1]))]
+    if not diffs:
+        return "n/a"
+    return (f"{statistics.mean(diffs):+.2f} [{min(diffs):+.2f}, {max(diffs):+.2f}], "
+            f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds")
+
+
+def p_value(entry: dict) -> str:
+    if entry["metric"] not in BOOTSTRAP:
+        return ""
+    return "n/a" if entry.get("bootstrap_p") is None else f"{entry['bootstrap_p']:.3f}"
+
+
 def score_table(summary: List[dict]) -> str:
-    lines = ["| test set | metric | baseline | + ELMo | relative error reduction |", "|---|---|---|---|---|"]
+    lines = ["| test set | metric | baseline | + ELMo | relative error reduction | + ELMo − baseline, seed by seed "
+             "| paired bootstrap p |", "|---|---|---|---|---|---|---|"]
     for entry in summary:
         base, elmo = entry["baseline"], entry["elmo"]
         change = "n/a" if entry["rer"] is None else f"{entry['rer']:+.1f} %"
         lines.append(f"| {TEST_SETS[entry['task']]} | {LABELS[entry['metric']]} | {mean_std(base['values'])} "
-                     f"(n={len(base['values'])}) | {mean_std(elmo['values'])} (n={len(elmo['values'])}) | {change} |")
+                     f"(n={len(base['values'])}) | {mean_std(elmo['values'])} (n={len(elmo['values'])}) | {change} "
+                     f"| {seedwise(entry)} | {p_value(entry)} |")
     return "\n".join(lines)
 
 
 def speed_table(metrics: Path) -> str:
     lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ "
              "| best dev at step | dev gain in the last third (points) |", "|---|---|---|---|---|---|---|---|---|"]
-    systems = [sides[side] for sides in COMPARISONS.values() for side in SIDES]
+    systems = list(dict.fromkeys((sides[side], sides.get("variant", "")) for sides in COMPARISONS.values() for side in SIDES))
     for task in METRICS:
-        for system in systems:
-            for path in runs_of(metrics, task, system):
+        for system, variant in systems:
+            for path in runs_of(metrics, task, system, variant):
                 run = json.loads(path.with_name(path.stem + ".run.json").read_text())
                 speed = speeds(path.with_name(path.stem + ".train.jsonl"))
                 cells = [f"{speed[k]:,.0f}" if speed[k] else "n/a" for k in ("epoch1", "epoch2+")]
                 gain = "n/a" if speed["last_third_gain"] is None else f"{speed['last_third_gain']:+.2f}"
-                lines.append(f"| {TEST_SETS[task]} | {system} | {run['seed']} | {run['train_seconds']:,.0f} | "
+                name = f"{system} ({variant})" if variant else system
+                lines.append(f"| {TEST_SETS[task]} | {name} | {run['seed']} | {run['train_seconds']:,.0f} | "
                              f"{speed['steps']} | {cells[0]} | {cells[1]} | {speed['best_step']} | {gain} |")
     return "\n".join(lines)
 
@@ -140,6 +199,20 @@ def chart(summary: List[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def search_table(metrics: Path) -> str:
+    """The dev-search records of scripts/run_study.py, one row per (task, setting, system)."""
+    records = [json.loads(path.read_text()) for path in sorted((metrics / "search").glob("*/*_seed*[0-9].json"))]
+    lines = ["| dev set | setting | overrides | system | dev score (model selection) | at that step | best at step / steps "
+             "| training time (s) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["task"], r["variant"], r["system"])):
+        others = ", ".join(f"{LABELS[k]} {100 * v:.2f}" for k, v in r["dev_other_scores"].items() if k in METRICS[r["task"]])
+        pairs = zip(r["overrides"][::2], r["overrides"][1::2])
+        overrides = "<br>".join(f"`{key[2:]}={value}`" for key, value in pairs) or "(the config as it is)"
+        lines.append(f"| {r['task']} | {r['variant']} | {overrides} | {r['system']} | {100 * r['dev_score']:.2f} | "
+                     f"{others} | {r['best_step']} / {r['steps']} | {r['train_seconds']:,.0f} |")
+    return "\n".join(lines) if records else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("metrics", type=Path)
@@ -154,14 +227,19 @@ def main() -> None:
               for c in COMPARISONS if any(e["comparison"] == c for e in summary)]
     text = "\n\n".join([*tables, speed_table(args.metrics)]) + "\n"
     (args.metrics / "results.md").write_text(text)
+    readme_text = "\n\n".join([*tables, f"Per run: training time, words/s and where the dev score peaked in "
+                                         f"[{args.metrics}/results.md]({args.metrics}/results.md)."]) + "\n"
     chart(summary, args.metrics / "results.png")
     print(text)
+    search = search_table(args.metrics)
+    if search:
+        (args.metrics / "search.md").write_text(search + "\n")
     if args.readme:
         readme = args.readme.read_text()
         if START not in readme or END not in readme:
             raise SystemExit(f"{args.readme} has no {START} ... {END} markers")
         head, rest = readme.split(START, 1)
-        args.readme.write_text(f"{head}{START}\n{text}{END}{rest.split(END, 1)[1]}")
+        args.readme.write_text(f"{head}{START}\n{readme_text}{END}{rest.split(END, 1)[1]}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Outputs that appear whole or not at all.
 
 Every file or directory spacy-elmo writes is built under a temporary name beside its target and
-renamed into place when complete. Temporary names carry the writer's process id, so the next run
-can tell the leftovers of a killed run (removed, with a warning) from those of a live one (an
-error: two runs must not write the same output). New outputs get the umask's permissions; a
-replaced file keeps its mode. A commit never happens after an interrupt (see `signals`), even if
-some library swallowed the exception it raised.
+renamed into place when complete. Only regular files and directories are written: a device, a named
+pipe or a socket is refused as an output, with or without --overwrite. A symlink output is written
+through: its target is checked and replaced as if named itself, and the link stays. Temporary names
+carry the writer's process id, so the next run can tell the leftovers of a killed run (removed, with
+a warning) from those of a live one (an error: two runs must not write the same output). New outputs
+get the umask's permissions; a replaced file keeps its mode. A commit never happens after an
+interrupt (see `signals`), even if some library swallowed the exception it raised.
 """
 from __future__ import annotations
 
@@ -137,36 +139,64 @@ def _commit(tmp: Path, target: Path, is_dir: bool) -> None:
         os.replace(tmp, target)
 
 
+_SPECIAL = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def written_path(target: PathLike) -> Path:
+    """The path that writing `target` replaces: `target`, or for a symlink (a chain, or one whose target
+    does not exist yet) the path it points to."""
+    target = Path(target)
+    return target.resolve() if target.is_symlink() else target
+
+
+def special_kind(path: Path) -> Optional[str]:
+    """What an existing path is when it is neither a regular file nor a directory, else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    return next((name for test, name in _SPECIAL if test(mode)), None)
+
+
 def check_target(target: PathLike, is_dir: bool = False, overwrite: bool = True, inputs: Iterable[PathLike] = (),
                  flag: str = "output") -> None:
     """Everything that would stop `AtomicOutput(target, ...)`, checked before a command does any work:
-    the output is an input, has the wrong kind, exists without `overwrite`, has no directory (a file's
-    must exist, a directory's is created), or a live process is writing it."""
+    the output is an input, is not a regular file or directory, has the wrong kind, exists without
+    `overwrite`, has no directory (a file's must exist, a directory's is created), or a live process is
+    writing it. A symlink is judged by what it points to (see `written_path`)."""
     target = Path(target)
+    path = written_path(target)
+    named = f"{target} (a link to {path})" if path != target else str(target)
     refuse_inputs(target, inputs, flag)
-    if target.exists() and not (is_dir and target.is_dir() and not any(target.iterdir())):  # an empty dir is free
-        if target.is_dir() != is_dir:
-            kind = "a directory" if target.is_dir() else "a file"
-            raise OutputError(f"the {flag} {target} is {kind}; choose another {flag}")
+    special = special_kind(path)
+    if special:
+        raise OutputError(f"the {flag} {named} is {special}, not a regular file; spacy-elmo writes only regular "
+                          f"files and directories (also with --overwrite): choose another {flag}")
+    if path.exists() and not (is_dir and path.is_dir() and not any(path.iterdir())):  # an empty dir is free
+        if path.is_dir() != is_dir:
+            kind = "a directory" if path.is_dir() else "a file"
+            raise OutputError(f"the {flag} {named} is {kind}; choose another {flag}")
         if not overwrite:
-            raise OutputError(f"the {flag} {target} already exists; choose another {flag} or pass --overwrite")
-    if not is_dir and not target.parent.is_dir():
-        raise OutputError(f"cannot write the {flag} {target}: the directory {target.parent} does not exist")
-    remove_stale(target)
+            raise OutputError(f"the {flag} {named} already exists; choose another {flag} or pass --overwrite")
+    if not is_dir and not path.parent.is_dir():
+        raise OutputError(f"cannot write the {flag} {named}: the directory {path.parent} does not exist")
+    remove_stale(path)
 
 
 class AtomicOutput:
     """A file or directory built under a temporary name and renamed onto `target` by `commit()`.
 
     As a context manager it removes the temporary copy unless committed, on any error or signal.
-    `overwrite=False` refuses an existing target; a directory target is replaced as a whole.
+    `overwrite=False` refuses an existing target; a directory target is replaced as a whole; a
+    symlink target is written through (`target` is then the path it points to).
     """
 
     def __init__(self, target: PathLike, is_dir: bool = False, overwrite: bool = True,
                  inputs: Iterable[PathLike] = (), flag: str = "output") -> None:
-        self.target = Path(target)
+        check_target(target, is_dir, overwrite, inputs, flag)
+        self.target = written_path(target)
         self.is_dir = is_dir
-        check_target(self.target, is_dir, overwrite, inputs, flag)
         if not self.target.parent.is_dir():
             try:
                 self.target.parent.mkdir(parents=True, exist_ok=True)

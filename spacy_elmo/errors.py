@@ -1,4 +1,8 @@
 """Errors that name the file, dataset or option at fault, so users never see a torch or h5py trace."""
+import errno
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+"""The errnos of a write that found no room: a full disk, a file size limit, a quota."""
 
 
 class ElmoError(ValueError):

@@ -78,6 +78,14 @@ def handled_signals() -> Iterator[None]:
         _received.clear()
 
 
+def quiet_worker() -> None:
+    """The initializer of a worker process a command starts (they inherit its handlers): SIGTERM, with
+    which the parent stops its workers when it fails, ends one quietly, and Ctrl-C, which the terminal
+    sends to the whole process group, is left to the parent, which then stops them."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _quiet_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
     """An interrupt raised where Python cannot propagate it (a finalizer, a weakref callback) is ignored
     with a printed traceback; it is recorded already, so print nothing."""

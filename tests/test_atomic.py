@@ -9,10 +9,8 @@ import tarfile
 import h5py
 import pytest
 
-from conftest import SHARED
+from conftest import TRANSFORMER_ARCHIVE as ARCHIVE
 from cli_helpers import cli, fails, snapshot
-
-ARCHIVE = SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import copy
 from typing import Any, Dict, Tuple
 
 from ..errors import OptionsError
-from .options import TransformerOptions
+from .options import TransformerOptions, whole_filters
 
 CONFIG_NAME = "config.json"
 BIDIRECTIONAL_TYPES = ("bidirectional-language-model", "bidirectional_language_model")
@@ -87,10 +87,7 @@ def options_from_config(config: Dict[str, Any], source: str) -> Tuple[Transforme
     if projection_dim != input_dim:
         raise OptionsError(f"{source}: {where}.encoder.projection_dim ({projection_dim}) must equal "
                            f"model.contextualizer.input_dim ({input_dim})")
-    try:
-        filters = tuple((int(w), int(n)) for w, n in _get(encoder, "filters", source, f"{where}.encoder"))
-    except (TypeError, ValueError):
-        raise OptionsError(f"{source}: {where}.encoder.filters must be a list of [width, count] pairs") from None
+    filters = whole_filters(_get(encoder, "filters", source, f"{where}.encoder"), f"{source}: {where}.encoder.filters")
     try:
         options = TransformerOptions(
             input_dim=input_dim, hidden_dim=_get(context, "hidden_dim", source, "model.contextualizer"),

@@ -174,10 +174,7 @@ class LstmOptions(CharCnnOptions):
         n_chars = cnn.get("n_characters", 262)
         if n_chars not in (261, 262):
             raise OptionsError(f"{source}: char_cnn.n_characters must be 261 or 262, found {n_chars!r}")
-        try:
-            filters = tuple((int(w), int(n)) for w, n in _require(cnn, "filters", source, "char_cnn."))
-        except (TypeError, ValueError):
-            raise OptionsError(f"{source}: char_cnn.filters must be a list of [width, count] pairs") from None
+        filters = whole_filters(_require(cnn, "filters", source, "char_cnn."), f"{source}: char_cnn.filters")
         extra = {k: v for k, v in data.items() if k not in ("lstm", "char_cnn")}
         try:
             return cls(
@@ -244,6 +241,20 @@ def _require(section: Dict[str, Any], key: str, source: str, prefix: str) -> Any
     if key not in section:
         raise OptionsError(f"{source}: missing key '{prefix}{key}'")
     return section[key]
+
+
+def whole_filters(pairs: Any, where: str) -> Tuple[Tuple[int, int], ...]:
+    """Char-CNN [width, count] pairs as integers (`where` names them in errors): a float without a fraction
+    (a JSON writer's 2.0) is taken, any other non-integer refused rather than truncated."""
+    try:
+        pairs = [(width, count) for width, count in pairs]
+    except (TypeError, ValueError):
+        raise OptionsError(f"{where} must be a list of [width, count] pairs") from None
+    for pair in pairs:
+        if not all(not isinstance(x, bool) and (isinstance(x, int) or isinstance(x, float) and x.is_integer())
+                   for x in pair):
+            raise OptionsError(f"{where} has {list(pair)}: a width and a count must be whole numbers")
+    return tuple((int(width), int(count)) for width, count in pairs)
 
 
 def _clip(lstm: Dict[str, Any], key: str, source: str) -> Optional[float]:

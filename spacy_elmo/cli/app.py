@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, Optional
 import typer
 
 from ..bilm.settings import BATCH_SIZE, PRECISION, PRECISIONS
-from ..training.config import TrainConfig, check_resume, default
+from ..training.config import TrainConfig, check_resume, default, flag
 from ..training.corpus import FORMATS, read_sentences, tokenize_files, write_shards
 from ..training.kinds import KINDS
 from ..training.vocab import Vocab
@@ -119,14 +119,14 @@ def pretrain_command(
     n_layers: int = setting("n_layers", help="LSTM or transformer layers per direction"),
     filters: str = typer.Option(",".join(f"{w}:{n}" for w, n in default("filters")), callback=check_filters,
                                 help="width:count pairs of the char CNN"),
-    char_embedding_dim: int = setting("char_embedding_dim", "--char-dim"),
+    char_embedding_dim: int = setting("char_embedding_dim", flag("char_embedding_dim")),
     n_highway: int = setting("n_highway"),
     dropout: float = setting("dropout"),
     batch_size: int = setting("batch_size"),
     unroll_steps: int = setting("unroll_steps", help="Positions per batch row: bilm-tf's unroll steps (lstm), or the "
                                                      "row that whole sentences are packed into (transformer)"),
     n_negative_samples: int = setting("n_negative_samples"),
-    optimizer: str = setting("optimizer", help="adagrad (bilm-tf) or adam"),
+    optimizer: str = setting("optimizer", help="adam, or adagrad (bilm-tf's; with --learning-rate 0.2)"),
     learning_rate: float = setting("learning_rate"),
     clip_norm: float = setting("clip_norm"),
     max_steps: int = setting("max_steps", help="Stop after this many steps (0: no limit)"),
@@ -163,7 +163,7 @@ def pretrain_command(
         if not train or not vocab:
             raise typer.BadParameter("training text and --vocab are required unless --resume")
         config = TrainConfig(**settings)
-    record = run(config, resume=resume, overwrite=overwrite)
+    record = run(config, resume=resume, overwrite=overwrite, given=given(ctx))
     if "interrupted" in record:
         typer.echo(f"interrupted ({record['interrupted']}) at step {record['step']}: checkpoint saved in {output}; "
                    f"continue with `pretrain -o {output} --resume`", err=True)

@@ -15,10 +15,9 @@ from typing import Any, Callable
 import typer
 
 from ..signals import Interrupted, handled_signals, received_signal
-from ..errors import ElmoError
+from ..errors import DISK_FULL, ElmoError
 
 DEBUG_ENV = "SPACY_ELMO_DEBUG"
-_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def debug() -> bool:
@@ -28,7 +27,7 @@ def debug() -> bool:
 def _os_message(err: OSError) -> str:
     where = f"{err.filename}: " if err.filename else ""
     what = err.strerror or str(err)
-    if err.errno in _DISK_FULL:
+    if err.errno in DISK_FULL:
         return f"{where}{what}: the disk is full (or a file size limit was hit); nothing was written, free some space and run again"
     if err.errno in (errno.EACCES, errno.EPERM):
         return f"{where}{what}: check the permissions of the file and its directory"

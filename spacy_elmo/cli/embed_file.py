@@ -23,16 +23,20 @@ PART_LINES = 10_000  # under torchrun: lines per part file, the resumable unit o
 
 
 def read_lines(source: Union[str, Path]) -> List[str]:
-    """The lines of a UTF-8 text file ('-' reads stdin), line endings removed, so that index i is line i + 1."""
+    """The lines of a UTF-8 text file ('-' reads stdin), line endings removed, so that index i is line i + 1.
+    Any readable path will do, a named pipe, /dev/stdin or a shell's <(...) included: it is opened once."""
     if str(source) == STDIN:
         data = sys.stdin.buffer.read()
     else:
         path = Path(source)
         if path.is_dir():
             raise InputError(f"input {path} is a directory; expected a text file with one sentence per line")
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"input file not found: {path}")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise InputError(f"{path}: cannot read the input ({err.strerror or err})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -26,7 +26,7 @@ import h5py
 import torch
 
 from .. import distributed
-from ..atomic import AtomicOutput
+from ..atomic import AtomicOutput, special_kind
 from ..embedder import Embedder
 from ..bilm.loading import bilm_config
 from ..errors import InputError, OutputError
@@ -108,8 +108,9 @@ def embed_distributed(embedder: Embedder, source: Union[str, Path], output: Unio
                       part_lines: int = PART_LINES, progress: bool = True, overwrite: bool = True) -> Tuple[int, int]:
     """This rank's share of `embed_file`, then (rank 0) the merge; returns (lines, parts this rank wrote)."""
     rank, size = distributed.world()
-    if str(source) == STDIN:
-        raise InputError("under torchrun every process reads the input file itself: give a file, not '-' (stdin)")
+    if str(source) == STDIN or special_kind(Path(source)):
+        raise InputError(f"under torchrun every process reads the input itself, which a stream ({source}) allows "
+                         "only once: give a regular file (save the text to one first), or run one process")
     if embedder.stateful:
         raise InputError("--stateful carries the LSTM state through the file in order, which processes cannot "
                          "share: drop --stateful or run one process")

@@ -3,9 +3,10 @@
 Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` writes, so a cached model
 is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a model archive, and
 `manifest.json`, written last, only after the files passed the strict options/weights (or archive)
-check, with each file's sha256, which loading compares (verify_cached). A model without a matching
-manifest is not cached, whatever else lies in its directory. No command writes into a model's folder
-(protected_paths, which the package hands to the output guard in atomic.py).
+check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
+from the one recorded (STAMP). A model without a matching manifest is not cached, whatever else lies in
+its directory. No command writes into a model's folder (protected_paths, which the package hands to the
+output guard in atomic.py).
 """
 from __future__ import annotations
 
@@ -117,30 +118,41 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_record(path: Path, url: str, sha256: str) -> Dict:
-    """A manifest entry: where the file came from, its sha256, and the (size, mtime) at which it matched."""
+STAMP = ("st_size", "st_mtime_ns", "st_ctime_ns", "st_ino")
+"""What a file's stat must show again for a load to trust its earlier hash. Size and mtime alone miss an
+in-place change whose writer put them back (a restored backup, `os.utime`); the ctime (which no file call
+can set back: the kernel stamps it at every change of content or metadata) and the inode (a file replaced
+by another) catch it. A file that was only copied or chmod-ed is hashed once more, then trusted again."""
+
+
+def stamp(path: Path) -> Dict[str, int]:
     info = path.stat()
-    return {"url": url, "size": info.st_size, "sha256": sha256, "mtime_ns": info.st_mtime_ns}
+    return {field[3:]: getattr(info, field) for field in STAMP}
+
+
+def file_record(path: Path, url: str, sha256: str) -> Dict:
+    """A manifest entry: where the file came from, its sha256, and the stamp at which it matched."""
+    return {"url": url, "sha256": sha256, **stamp(path)}
 
 
 def verify_cached(name: str, paths: Tuple[Path, ...]) -> None:
-    """Each cached file against the sha256 its manifest recorded. A file whose size and mtime are the
-    ones recorded when it last matched costs a stat; any other is hashed, and a match is recorded (when
-    the cache is writable) so that the next load costs a stat again."""
+    """Each cached file against the sha256 its manifest recorded. A file whose stamp (size, mtime, ctime,
+    inode) is the one recorded when it last matched costs a stat; any other is hashed, and a match is
+    recorded (when the cache is writable) so that the next load costs a stat again."""
     directory = paths[0].parent
     manifest = read_manifest(directory)
     files = manifest["files"]
     changed = False
     for path in paths:
         entry = files[path.name]
-        info = path.stat()
-        if (info.st_size, info.st_mtime_ns) == (entry.get("size"), entry.get("mtime_ns")):
+        now = stamp(path)
+        if all(entry.get(key) == value for key, value in now.items()):
             continue
         if file_sha256(path) != entry.get("sha256"):
             raise DownloadError(f"{path} no longer matches the sha256 recorded in {directory / MANIFEST_NAME} when "
                                 f"it was cached (it was changed or damaged on disk); delete it and run `python -m "
                                 f"spacy_elmo download {name}` to fetch it again")
-        entry["mtime_ns"] = info.st_mtime_ns
+        entry.update(now)
         changed = True
     if changed:
         try:

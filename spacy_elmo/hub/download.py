@@ -9,7 +9,6 @@ loading checks (cache.verify_cached). What pooch lacks, resuming with HTTP Range
 """
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
 from ..bilm.options import LstmOptions
-from ..errors import DownloadError, ElmoError, OptionsError
+from ..errors import DISK_FULL, DownloadError, ElmoError, OptionsError
 from ..folders import missing_folders, remove_empty
 from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
                     loadable_path, mirrored, model_dir, verify_cached, write_manifest)
@@ -29,7 +28,6 @@ from .catalogue import PublishedModel, RemoteFile, get_model
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = (15, 60)
 MAX_RESUMES = 5
-DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 class _Dropped(Exception):
@@ -50,8 +48,8 @@ class ResumingDownloader:
     announced. pooch then checks the hash and renames it into place.
     """
 
-    def __init__(self, part: Path, size: Optional[int], progress: bool) -> None:
-        self.part, self.size, self.progress = part, size, progress
+    def __init__(self, part: Path, size: Optional[int], progress: bool, by_hand: str = "") -> None:
+        self.part, self.size, self.progress, self.by_hand = part, size, progress, by_hand
 
     @property
     def target(self) -> Path:
@@ -103,7 +101,8 @@ class ResumingDownloader:
         try:
             return session.get(url, headers=headers, stream=True, timeout=TIMEOUT_S)
         except requests.RequestException as err:
-            by_hand = f"download the file by hand to {self.target} and run the download again"
+            files = self.by_hand or f"{url} -> {self.target}"
+            by_hand = f"download every file of the model by hand ({files}) and run the download again"
             if os.environ.get(MIRROR_ENV, "").strip():
                 raise DownloadError(
                     f"cannot reach {url} ({_reason(err)}) through the mirror {MIRROR_ENV}="
@@ -190,13 +189,14 @@ def _quiet_pooch() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _fetch_file(remote: RemoteFile, path: Path, progress: bool = True) -> None:
-    """`path` complete and matching the known hash, or nothing at `path` and an error."""
+def _fetch_file(remote: RemoteFile, path: Path, progress: bool = True, by_hand: str = "") -> None:
+    """`path` complete and matching the known hash, or nothing at `path` and an error. `by_hand` says
+    where each file of the model comes from and goes, for an error that suggests fetching them by hand."""
     import pooch
 
     url = mirrored(remote.url)
     known_hash = f"sha256:{remote.sha256}" if remote.sha256 else None
-    downloader = ResumingDownloader(path.with_name(path.name + ".part"), remote.size, progress)
+    downloader = ResumingDownloader(path.with_name(path.name + ".part"), remote.size, progress, by_hand)
     try:
         with _quiet_pooch():
             pooch.retrieve(url, known_hash, fname=path.name, path=path.parent, downloader=downloader)
@@ -217,18 +217,33 @@ def _fetch_file(remote: RemoteFile, path: Path, progress: bool = True) -> None:
 
 @contextmanager
 def _exclusive(lock_path: Path, name: str) -> Iterator[None]:
-    """One process at a time per model; a second one says why it waits, then finds the model cached."""
+    """One process at a time per model; a second one says why it waits, then finds the model cached.
+
+    A failed download removes the lock file (while holding it), so that a failed first download leaves
+    nothing in the cache root; a process that was waiting on the removed file locks a new one instead."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(lock_path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        print(f"waiting for another process that is downloading '{name}' ({lock_path})", file=sys.stderr, flush=True)
-        lock.acquire()
+    while True:
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"waiting for another process that is downloading '{name}' ({lock_path})", file=sys.stderr,
+                  flush=True)
+            lock.acquire()
+        if lock_path.exists():
+            break
+        lock.release()
+    done = False
     try:
         yield
+        done = True
     finally:
+        if not done:
+            try:
+                lock_path.unlink(missing_ok=True)
+            except OSError:  # Windows: open elsewhere
+                pass
         lock.release()
 
 
@@ -277,8 +292,9 @@ def _download(model: PublishedModel, directory: Path, paths: Tuple[Path, ...], p
         with _exclusive(directory.parent / f".{model.name}.lock", model.name):
             if is_cached(paths):
                 return
+            by_hand = ", ".join(f"{remote.url} -> {path}" for remote, path in zip(model.remotes, paths))
             for remote, path in zip(model.remotes, paths):
-                _fetch_file(remote, path, progress)
+                _fetch_file(remote, path, progress, by_hand)
                 _check_file(model, paths, path)
             write_manifest(directory, model.name, {path.name: file_record(path, remote.url, file_sha256(path))
                                                    for remote, path in zip(model.remotes, paths)})

@@ -1,7 +1,7 @@
 """ELMo features for downstream components: a listener, a per-component scalar mix, and a stand-alone copy.
 
 `spacy-elmo.ElmoListener.v1` = chain(ElmoListener, ScalarMix, Dropout, Linear): the listener hands
-over all biLM layers (from the `elmo` component in training, from `doc._.elmo` at prediction),
+over all biLM layers (from the `elmo` component, whatever it keeps on the Docs),
 and each downstream component learns its own softmax layer weights and gamma (the paper's
 task-specific ELMo), so they are trained and saved with that component even when the biLM is frozen.
 """
@@ -17,22 +17,26 @@ from thinc.types import Floats2d, Floats3d
 
 from ..bilm.scalar_mix import ScalarMix
 from ..errors import ElmoError
-from .hooks import EXTENSION, install_extensions
+from .hooks import EXTENSION, annotated, install_extensions
 from .model import LISTENER_ARCHITECTURE, TorchShim
 
 
 class PredictedLayers:
     """The layers of the Docs its `elmo` component annotated last, as the model's device arrays.
 
-    Listeners read them instead of `doc._.elmo`, which is a host (numpy) copy for users, so on GPU
-    the layers do not go device -> host -> device. Only the last batch is kept, bounding device
-    memory; a Doc whose `doc._.elmo` was replaced since falls back to `doc._.elmo`."""
+    Listeners read them instead of `doc._.elmo`, which is a host (numpy) copy for users (or absent,
+    see `store`), so on GPU the layers do not go device -> host -> device. Only the last batch is
+    kept, bounding memory; a Doc whose `doc._.elmo` was replaced since falls back to `doc._.elmo`.
+    `rerun` (the component's `predict`) makes the layers again for an annotated Doc that kept none
+    and has left the last batch, e.g. when a downstream component's batches are larger."""
 
-    def __init__(self) -> None:
+    def __init__(self, rerun: Optional[Callable[[List[Doc]], List[Floats3d]]] = None) -> None:
         self._by_id: Dict[int, Tuple[Doc, Any, Floats3d]] = {}
+        self.rerun = rerun
 
-    def keep(self, docs: Sequence[Doc], hosts: Sequence[Any], outputs: Sequence[Floats3d]) -> None:
-        self._by_id = {id(doc): (doc, host, layers) for doc, host, layers in zip(docs, hosts, outputs)}
+    def keep(self, docs: Sequence[Doc], kept: Sequence[Any], outputs: Sequence[Floats3d]) -> None:
+        """The layers of `docs`; `kept` is what each Doc's `doc._.elmo` was set to (None where nothing)."""
+        self._by_id = {id(doc): (doc, host, layers) for doc, host, layers in zip(docs, kept, outputs)}
 
     def get(self, doc: Doc) -> Optional[Floats3d]:
         doc_host_layers = self._by_id.get(id(doc))
@@ -88,18 +92,26 @@ def listener_forward(model: ElmoListener, docs: List[Doc], is_train: bool) -> Tu
     if is_train and model._batch_id is not None:
         model.verify_inputs(docs)
         return model._outputs, model._backprop  # type: ignore[return-value]
-    return [_doc_layers(model, doc, is_train) for doc in docs], no_backprop
+    found = [_known_layers(model, doc) for doc in docs]
+    rerun = [i for i, layers in enumerate(found) if layers is None and annotated(docs[i])]
+    if rerun and model.predicted.rerun is not None:
+        for i, layers in zip(rerun, model.predicted.rerun([docs[i] for i in rerun])):
+            found[i] = layers
+    return [layers if layers is not None else _no_layers(model, doc, is_train)
+            for doc, layers in zip(docs, found)], no_backprop
 
 
-def _doc_layers(model: ElmoListener, doc: Doc, is_train: bool) -> Floats3d:
-    """The upstream's device arrays, else the layers stored on the Doc; zeros of the right shape
-    where prediction finds none."""
+def _known_layers(model: ElmoListener, doc: Doc) -> Optional[Floats3d]:
+    """The upstream's device arrays, else the layers stored on the Doc."""
     layers = model.predicted.get(doc)
     if layers is not None:
         return layers
     layers = doc._.get(EXTENSION)
-    if layers is not None:
-        return model.ops.asarray3f(layers)
+    return None if layers is None else model.ops.asarray3f(layers)
+
+
+def _no_layers(model: ElmoListener, doc: Doc, is_train: bool) -> Floats3d:
+    """Zeros of the right shape for a Doc no `elmo` component annotated, at prediction only."""
     if is_train:
         raise ElmoError(f"an ELMo listener got no layers from '{model.upstream_name}' and the Doc has no doc._.elmo: "
                         f"if '{model.upstream_name}' is in [training] frozen_components, also list it in "

@@ -1,11 +1,11 @@
 """Two spaCy paths patched so that Docs rebuilt from bytes get their ELMo vector hooks back.
 
 Why patch: spaCy cannot serialize `user_hooks`, so a Doc that crosses processes
-(`nlp.pipe(n_process=...)`) or comes out of `DocBin.get_docs` keeps `doc._.elmo` but loses the
-hooks, and `.vector` silently falls back to static vectors or `doc.tensor`. Neither path offers an
-extension point, so `install_patches` wraps `Language.pipe` and `DocBin.get_docs` (hooks back on
-each Doc carrying `doc._.elmo`) and `Language._multiprocessing_pipe` (workers take our hooks off
-before serializing, so spaCy does not warn W109 about them). Building an `elmo` component calls
+(`nlp.pipe(n_process=...)`) or comes out of `DocBin.get_docs` keeps `doc._.elmo` or `doc._.elmo_vectors`
+but loses the hooks, and `.vector` silently falls back to static vectors or `doc.tensor`. Neither path
+offers an extension point, so `install_patches` wraps `Language.pipe` and `DocBin.get_docs` (hooks back
+on each Doc keeping ELMo layers or vectors) and `Language._multiprocessing_pipe` (workers take our
+hooks off before serializing, so spaCy does not warn W109 about them). Building an `elmo` component calls
 `install_patches`; it is idempotent, and `uninstall_patches` puts spaCy's functions back.
 A direct `Doc.from_bytes`/`Doc.from_disk` is not covered: call `restore_hooks` there.
 """
@@ -17,13 +17,13 @@ from typing import Any, Callable, Iterable, Iterator, List, Tuple
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .hooks import OUR_HOOKS, USER_DATA_KEY, attach_hooks
+from .hooks import OUR_HOOKS, attach_hooks, keeps_vectors
 
 _MARK = "_spacy_elmo_patch"
 
 
 def _restore_if_annotated(doc: Any) -> None:
-    if isinstance(doc, Doc) and "vector" not in doc.user_token_hooks and doc.user_data.get(USER_DATA_KEY) is not None:
+    if isinstance(doc, Doc) and "vector" not in doc.user_token_hooks and keeps_vectors(doc):
         attach_hooks(doc)
 
 

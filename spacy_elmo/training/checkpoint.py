@@ -10,16 +10,17 @@ import json
 import logging
 import os
 import random
+import re
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..atomic import AtomicOutput, atomic_write_text, refuse_inputs
 from ..bilm.interface import BiLMOptions
-from ..errors import InputError, OutputError
+from ..errors import DISK_FULL, InputError, OutputError
 from .config import PATH_SETTINGS, TrainConfig, default, other_kinds_settings
 from .kinds import KINDS
 from .torch_files import torch_load
@@ -28,7 +29,10 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+TRAIN_OPTIONS = "train_options.json"
 PLOT = "loss.png"
+TORCH_WRITE_FAILED = re.compile(r"inline_container|PytorchStreamWriter|file write failed")
+"""What torch's RuntimeError says when writing a checkpoint failed (a full disk among the causes)."""
 CHECKPOINT_KEYS = ("config", "options", "vocab", "model", "optimizer", "step", "tokens", "elapsed", "ranks")
 
 
@@ -60,10 +64,21 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: Path, config: TrainConfig, **contents: Any) -> None:
-    """checkpoint.pt, written then renamed so that an interrupted save never leaves a broken one, and
-    the plot of the log so far. `contents` are the CHECKPOINT_KEYS other than the config."""
-    with AtomicOutput(run_dir / CHECKPOINT) as out:
-        torch.save({"config": _stored_config(config, Path(config.output)), **contents}, out.path)
+    """checkpoint.pt, written then renamed so that an interrupted or failed save never leaves a broken one,
+    and the plot of the log so far. `contents` are the CHECKPOINT_KEYS other than the config."""
+    path = run_dir / CHECKPOINT
+    try:
+        with AtomicOutput(path) as out:
+            torch.save({"config": _stored_config(config, Path(config.output)), **contents}, out.path)
+    except (OSError, RuntimeError) as err:
+        # torch reports a failed write of its zip container as a RuntimeError without the errno
+        if isinstance(err, OSError) and err.errno not in DISK_FULL or \
+                isinstance(err, RuntimeError) and not TORCH_WRITE_FAILED.search(str(err)):
+            raise
+        cause = err.strerror if isinstance(err, OSError) else "the write failed"
+        raise OutputError(f"no space left on device: cannot write the checkpoint {Path(config.output) / CHECKPOINT} "
+                          f"({cause}: the disk is full or a file size limit was hit); the run's previous checkpoint, "
+                          "if any, is intact: free some space and continue with --resume") from None
     plot_log(run_dir / LOG, run_dir / PLOT)
 
 
@@ -122,6 +137,37 @@ def run_config(ckpt: Dict[str, Any], run_dir: Path) -> TrainConfig:
     kind = KINDS.get(data.get("bilm", default("bilm")))
     others = other_kinds_settings(kind) if kind is not None else []
     return TrainConfig.from_dict({k: v for k, v in data.items() if k not in others})
+
+
+def check_train_options(ckpt: Dict[str, Any], run_dir: Path, config: TrainConfig) -> None:
+    """A run's checkpoint against the train_options.json written when the run started: a checkpoint of
+    another biLM (or vocabulary size) put in the run is refused, not trained under the run's sizes. The
+    checkpoint's tensors are checked against its own options when the model is built (load_state)."""
+    path = run_dir / TRAIN_OPTIONS
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the run's options ({err}); restore it from a copy") from None
+    kind = config.kind.impl
+    found = kind.train_options(kind.options_type.from_dict(ckpt["options"], source=str(run_dir / CHECKPOINT)))
+    found["n_tokens_vocab"] = len(ckpt["vocab"])
+    stored = dict(_flat(stored)) if isinstance(stored, dict) else {}
+    wrong = [f"{key} {value!r} in {CHECKPOINT}, {stored.get(key)!r} in {TRAIN_OPTIONS}"
+             for key, value in _flat(found) if stored.get(key) != value]
+    if wrong:
+        raise InputError(f"--resume: the checkpoint in {run_dir} holds another biLM than the run's {TRAIN_OPTIONS} "
+                         f"describes ({'; '.join(wrong)}); put back the run's own {CHECKPOINT}, or start a new run "
+                         "from this one with --init-from")
+
+
+def _flat(data: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield prefix + key, value
 
 
 def write_train_options(path: Path, options: BiLMOptions, config: TrainConfig, n_vocab: int) -> None:

@@ -30,6 +30,12 @@ RESUMABLE = ("output", "max_steps", "max_minutes", "checkpoint_every", "checkpoi
 precision (and no loss-scaler state), so a switch changes only the arithmetic of the steps after it,
 which the log records per line."""
 PATH_SETTINGS = ("train", "vocab", "heldout", "init_from")
+ARCHITECTURE = ("lstm_dim", "projection_dim", "cell_clip", "proj_clip", "use_skip_connections", "input_dim",
+                "hidden_dim", "n_heads", "n_layers", "filters", "char_embedding_dim", "n_highway",
+                "max_characters_per_token")
+"""The settings that describe the biLM (those of its options): `--init-from` brings its own."""
+FLAGS = {"char_embedding_dim": "--char-dim"}
+"""`pretrain` flags not named after their setting."""
 
 
 class _KindDefault:
@@ -88,7 +94,7 @@ class TrainConfig:
     fmt: str = _setting("tokens", choices=FORMATS, noun="text format")
     lang: str = "en"
     bilm: str = _setting("lstm", choices=tuple(KINDS), noun="biLM architecture")
-    # the architecture (ignored with init_from, which brings its own); n_layers, the char CNN and
+    # the architecture (with init_from: the source's, see ARCHITECTURE); n_layers, the char CNN and
     # max_characters_per_token are shared, the others belong to one kind (its `defaults`, see kinds.py)
     lstm_dim: Optional[int] = _setting(low=1)
     projection_dim: Optional[int] = _setting(low=1)
@@ -103,13 +109,14 @@ class TrainConfig:
     char_embedding_dim: int = _setting(16, low=1)
     n_highway: int = _setting(1, low=0)
     max_characters_per_token: int = 50
-    # training (bilm-tf defaults except the batch size)
+    # training (bilm-tf defaults except the batch size and the optimizer: Adam 0.002, measured better on a small
+    # budget in the bundled model's card; bilm-tf's is adagrad 0.2)
     dropout: float = _setting(0.1, interval=Interval(0, 1, low_open=False, high_open=True))
     batch_size: int = _setting(64, low=1)
     unroll_steps: int = _setting(low=1)
     n_negative_samples: int = _setting(8192, low=1)
-    optimizer: str = _setting("adagrad", choices=OPTIMIZERS, noun="optimizer")
-    learning_rate: float = _setting(0.2, interval=POSITIVE)
+    optimizer: str = _setting("adam", choices=OPTIMIZERS, noun="optimizer")
+    learning_rate: float = _setting(0.002, interval=POSITIVE)
     clip_norm: float = _setting(10.0, interval=POSITIVE)
     max_steps: int = _setting(0, low=0)
     max_minutes: float = _setting(0.0, interval=Interval(zero_ok=True))
@@ -181,6 +188,17 @@ def kind_settings() -> Set[str]:
 def other_kinds_settings(kind: Kind) -> List[str]:
     """The settings that belong to other kinds than `kind`, in field order."""
     return [f.name for f in fields(TrainConfig) if f.name in kind_settings() - set(kind.defaults)]
+
+
+def architecture_settings(options: BiLMOptions) -> Dict[str, Any]:
+    """The ARCHITECTURE settings that describe `options`, as a TrainConfig holds them."""
+    found = {name: getattr(options, name) for name in ARCHITECTURE if hasattr(options, name)}
+    return {**found, "filters": [list(pair) for pair in options.filters]}
+
+
+def flag(name: str) -> str:
+    """The `pretrain` flag of a setting."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def default(name: str) -> Any:

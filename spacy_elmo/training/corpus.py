@@ -19,6 +19,7 @@ import numpy as np
 
 from ..atomic import AtomicOutput
 from ..errors import InputError
+from ..signals import quiet_worker
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +35,14 @@ _PG_END = re.compile(r"^\*{3}\s*END OF.*$|^\s*End of (the )?Project Gutenberg.*$
 
 
 def expand_paths(paths: Iterable[PathLike]) -> List[Path]:
-    """Files, directories (every non-hidden file below, sorted) and glob patterns, in the order given."""
+    """Files, directories (every non-hidden file below, sorted) and glob patterns, in the order given. A
+    path named as such may also be a stream (a named pipe, /dev/stdin, a shell's <(...)), read once."""
     found: List[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
-        elif path.is_file():
+        elif path.exists():
             found.append(path)
         else:
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
@@ -59,8 +61,10 @@ def read_text(path: PathLike) -> str:
         data = path.read_bytes()
     except OSError as err:
         raise InputError(f"{path}: cannot read the text file ({err.strerror or err})") from None
+    if not data:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
     if not data.strip():
-        raise InputError(f"{path}: the file is empty")
+        raise InputError(f"{path}: the file holds only whitespace ({len(data):,} bytes), no text")
     if b"\x00" in data:
         raise InputError(f"{path}: looks like a binary file (it contains NUL bytes); expected UTF-8 text")
     try:
@@ -134,6 +138,21 @@ def read_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en", gutenb
     text = read_text(path)
     if gutenberg:
         text = strip_gutenberg(text)
+    return _sentences(text, path, fmt, lang)
+
+
+def sample_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en",
+                     max_bytes: int = 1 << 20) -> List[Sentence]:
+    """The sentences of the whole lines in the first `max_bytes` of a text file: a quick look at a corpus."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        data = f.read(max_bytes)
+    if len(data) == max_bytes and b"\n" in data:
+        data = data[: data.rindex(b"\n") + 1]
+    return _sentences(data.decode("utf8", errors="replace"), path, fmt, lang)
+
+
+def _sentences(text: str, path: Path, fmt: str, lang: str) -> List[Sentence]:
     if fmt == "raw":
         paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
         return list(_tokenizer(lang).sentences(_skip_long((p for p in paragraphs if p), path, "paragraphs")))
@@ -153,7 +172,7 @@ def tokenize_files(inputs: Sequence[PathLike], fmt: str = "raw", lang: str = "en
     """Each file's sentences as lines of space-separated tokens, files tokenised in `n_process` processes."""
     jobs = [(str(p), fmt, lang, gutenberg) for p in expand_paths(inputs)]
     if n_process > 1 and len(jobs) > 1:
-        with Pool(min(n_process, len(jobs))) as pool:
+        with Pool(min(n_process, len(jobs)), initializer=quiet_worker) as pool:
             return dict(pool.imap_unordered(_prepare_one, jobs, chunksize=1))
     return dict(_prepare_one(job) for job in jobs)
 

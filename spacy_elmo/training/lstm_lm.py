@@ -19,12 +19,12 @@ from ..atomic import AtomicOutput
 from ..bilm.char_ids import BOS, EOS, CharBatch
 from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import LstmBiLM
-from ..bilm.options import LstmOptions
+from ..bilm.options import LstmOptions, whole_filters
 from ..bilm.weights import save_lstm_bilm
 from ..errors import InputError, OutputError
 from .bilm_kind import ARCHIVE_SUFFIXES, Batch, BilmKind, Settings
 from .corpus import Sentence, SentenceStream
-from .softmax import SoftmaxLM
+from .softmax import NO_TARGET, SoftmaxLM
 from .torch_files import load_state, torch_load
 from .vocab import Vocab
 
@@ -58,7 +58,8 @@ class PackedBatches:
 
     Each row keeps its current sentence ([<S>, w1..wn, </S>], or reversed for the backward LM) and
     continues it in the next batch, so the carried LSTM state of row b belongs to the same text.
-    The sentence end is only ever a target. Iteration stops when the stream cannot fill a batch.
+    The sentence end is only ever a target. When a (one-pass) stream ends, the rows that have no text
+    left are padded, without targets, until every row's last sentence is read: every token is a target.
     """
 
     def __init__(self, stream: SentenceStream, vocab: Vocab, batch_size: int, unroll_steps: int,
@@ -67,8 +68,10 @@ class PackedBatches:
         self.batch_size, self.unroll_steps, self.reverse = batch_size, unroll_steps, reverse
         self.rows: List[Optional[_Row]] = [None] * batch_size
 
-    def _next_row(self) -> _Row:
-        sentence = next(self.stream)
+    def _next_row(self) -> Optional[_Row]:
+        sentence = next(self.stream, None)
+        if sentence is None:
+            return None
         tokens = [BOS] + sentence + [EOS]
         if self.reverse:
             tokens.reverse()
@@ -81,19 +84,24 @@ class PackedBatches:
         """(B rows of T input tokens, (B, T) target ids)."""
         steps = self.unroll_steps
         inputs: List[Sentence] = []
-        targets = np.empty((self.batch_size, steps), dtype=np.int64)
+        targets = np.full((self.batch_size, steps), NO_TARGET, dtype=np.int64)
         for b in range(self.batch_size):
             row_tokens: Sentence = []
             while len(row_tokens) < steps:
                 row = self.rows[b]
                 if row is None or row.cursor >= len(row.tokens) - 1:
                     row = self.rows[b] = self._next_row()
+                if row is None:
+                    row_tokens.extend([BOS] * (steps - len(row_tokens)))
+                    break
                 take = min(steps - len(row_tokens), len(row.tokens) - 1 - row.cursor)
                 filled = len(row_tokens)
                 row_tokens.extend(row.tokens[row.cursor : row.cursor + take])
                 targets[b, filled : filled + take] = row.ids[row.cursor + 1 : row.cursor + 1 + take]
                 row.cursor += take
             inputs.append(row_tokens)
+        if (targets == NO_TARGET).all():
+            raise StopIteration
         return inputs, targets
 
     def state_dict(self) -> Dict[str, Any]:
@@ -128,7 +136,8 @@ class LstmBatches:
         index = torch.from_numpy(chars.index).view(2, *fwd_targets.shape)
         targets = torch.from_numpy(np.stack([fwd_targets, bwd_targets]))
         inputs = (torch.from_numpy(chars.unique), index, targets)
-        return inputs, fwd_targets.size, torch.tensor([fwd_targets.size, bwd_targets.size])
+        counts = [int((t != NO_TARGET).sum()) for t in (fwd_targets, bwd_targets)]
+        return inputs, counts[0], torch.tensor(counts)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"fwd": self.fwd.state_dict(), "bwd": self.bwd.state_dict()}
@@ -144,7 +153,7 @@ class LstmKind(BilmKind):
 
     def architecture(self, settings: Mapping[str, Any]) -> LstmOptions:
         return LstmOptions(lstm_dim=settings["lstm_dim"], projection_dim=settings["projection_dim"],
-                           n_layers=settings["n_layers"], filters=tuple((int(w), int(n)) for w, n in settings["filters"]),
+                           n_layers=settings["n_layers"], filters=whole_filters(settings["filters"], "filters"),
                            char_embedding_dim=settings["char_embedding_dim"], n_highway=settings["n_highway"],
                            cell_clip=settings["cell_clip"], proj_clip=settings["proj_clip"],
                            use_skip_connections=settings["use_skip_connections"],

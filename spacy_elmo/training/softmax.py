@@ -12,6 +12,10 @@ from torch import nn
 from ..bilm.precision import autocast_products
 
 
+NO_TARGET = -1
+"""The target of a position that predicts nothing (padding): direction_losses skips it."""
+
+
 def log_uniform_probs(n_classes: int) -> np.ndarray:
     """P(k) = (log(k + 2) - log(k + 1)) / log(V + 1): the Zipfian sampler that needs a frequency-sorted vocabulary."""
     k = np.arange(n_classes, dtype=np.float64)

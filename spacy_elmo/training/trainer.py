@@ -12,8 +12,9 @@ import logging
 import math
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,14 +22,15 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import distributed
-from ..atomic import AtomicOutput
+from ..atomic import AtomicOutput, special_kind
 from ..bilm.precision import native_bf16
 from ..errors import InputError
 from ..signals import StopRequest, stop_requests
-from .checkpoint import (CHECKPOINT, LOG, append_log, load_checkpoint, prepare_output, rng_state, run_config, save_checkpoint,
-                         set_rng_state, trim_log, write_train_options)
-from .config import TrainConfig, check_resume
-from .corpus import expand_paths
+from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train_options, load_checkpoint,
+                         prepare_output, rng_state, run_config, save_checkpoint, set_rng_state, trim_log,
+                         write_train_options)
+from .config import TrainConfig, architecture_settings, check_resume
+from .corpus import expand_paths, sample_sentences
 from .export import export
 from .lstm_lm import LstmLanguageModel as LanguageModel
 from .models import checkpoint_model, initial_model, model_from_checkpoint
@@ -36,6 +38,11 @@ from .softmax import SoftmaxLM
 from .vocab import Vocab
 
 logger = logging.getLogger(__name__)
+
+
+MAX_LOSS = 700.0
+"""A mean loss above this (nats per token: probability below 1e-304 for the targets, a perplexity beyond
+a float) is divergence, like inf and NaN; the run stops with an error rather than train on."""
 
 
 def make_optimizer(config: TrainConfig, model: SoftmaxLM) -> torch.optim.Optimizer:
@@ -70,19 +77,38 @@ def forward_precision(config: TrainConfig, device: torch.device) -> torch.autoca
 
 
 def rank_shards(paths: List[Path], rank: int, world: int) -> List[Path]:
+    for path in paths:
+        if special_kind(path):
+            raise InputError(f"the training text {path} is {special_kind(path)}, which can be read only once, but "
+                             "training reads its text again every epoch; save it to a file first (e.g. with `prepare`)")
     if len(paths) < world:
         raise InputError(f"{world} processes need at least {world} training files (shards), found {len(paths)}; "
                          "split the text with `python -m spacy_elmo prepare --n-shards N`")
     return paths[rank::world]
 
 
-def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
+MAX_UNKNOWN = 0.5
+"""A training text with more of its tokens outside the vocabulary (in a sample) gets a warning."""
+
+
+def _warn_unknown(vocab: Vocab, shard: Path, config: TrainConfig) -> None:
+    """Most of the targets <UNK>: the vocabulary is likely another text's (or the wrong --format)."""
+    rate, n_tokens = vocab.unknown_rate(sample_sentences(shard, config.fmt, config.lang))
+    if rate > MAX_UNKNOWN:
+        logger.warning("%.0f%% of the %d tokens sampled from %s are not in the vocabulary %s, so the softmax learns "
+                       "them as <UNK>; check that --vocab was built from this text (`vocab`) and --format is right",
+                       100 * rate, n_tokens, shard, config.vocab)
+
+
+def train(config: TrainConfig, resume: bool = False, overwrite: bool = False,
+          given: Optional[Collection[str]] = None) -> Dict[str, Any]:
     """Train (or resume) a run; returns the last log record, plus held-out perplexity when `heldout` is set
     and `interrupted` (the signal's name) when SIGINT/SIGTERM stopped it after a checkpoint.
 
     A new run is built under a temporary name and appears, whole, with the checkpoint of its first step
     (so a run that fails to start leaves nothing); `resume` refuses settings that differ from the
-    run's own (see `RESUMABLE`); `overwrite` replaces an existing run.
+    run's own (see `RESUMABLE`); `overwrite` replaces an existing run. With `init_from`, the architecture
+    settings named in `given` (by default: those not at their defaults) must be the source's.
     """
     rank, world = distributed.world()
     device = distributed.local_device(world)
@@ -91,7 +117,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     with distributed.process_group(world, device):
         staging = prepare_output(config, resume, overwrite) if rank == 0 else None
         try:
-            return _Run(config, resume, staging, rank, world, device).train()
+            return _Run(config, resume, staging, rank, world, device, given).train()
         finally:
             if staging is not None:
                 staging.discard()
@@ -101,6 +127,7 @@ def _resume_state(config: TrainConfig) -> Tuple[Dict[str, Any], Vocab]:
     out = Path(config.output)
     ckpt = load_checkpoint(out)
     check_resume(run_config(ckpt, out), vars(config), out)
+    check_train_options(ckpt, out, config)
     return ckpt, Vocab(ckpt["vocab"], source=str(out / CHECKPOINT))
 
 
@@ -109,17 +136,22 @@ class _Run:
     a checkpoint saves; rank 0 writes the run directory (the staging one until the first checkpoint)."""
 
     def __init__(self, config: TrainConfig, resume: bool, staging: Optional[AtomicOutput], rank: int, world: int,
-                 device: torch.device) -> None:
-        self.config, self.staging, self.rank, self.world, self.device = config, staging, rank, world, device
+                 device: torch.device, given: Optional[Collection[str]] = None) -> None:
+        self.staging, self.rank, self.world, self.device = staging, rank, world, device
         out = Path(config.output)
         ckpt, self.vocab = _resume_state(config) if resume else (None, Vocab.from_file(config.vocab))
         torch.manual_seed(config.seed)
-        self.model = (initial_model(config, self.vocab) if ckpt is None
+        self.model = (initial_model(config, self.vocab, given) if ckpt is None
                       else checkpoint_model(ckpt, config, out, config.n_negative_samples))
+        if config.init_from and ckpt is None:  # the checkpoint records the sizes the weights have
+            config = replace(config, **architecture_settings(self.model.bilm.options))
+        self.config = config
         self.model.sampler = np.random.default_rng([config.seed, rank])
         self.model.to(device).train()
         self.optimizer = make_optimizer(config, self.model)
         shards = rank_shards(expand_paths(config.train), rank, world)
+        if rank == 0 and ckpt is None:
+            _warn_unknown(self.vocab, shards[0], config)
         self.batches = config.kind.impl.batches(config, self.vocab, shards, 1000 * config.seed + 2 * rank, True,
                                            config.batch_size)
         self.state: Any = None
@@ -148,7 +180,7 @@ class _Run:
         warning = self.config.kind.impl.export_warning(options)
         if warning:
             logger.warning("%s", warning)
-        write_train_options(self.run_dir / "train_options.json", options, self.config, len(self.vocab))
+        write_train_options(self.run_dir / TRAIN_OPTIONS, options, self.config, len(self.vocab))
         self.vocab.to_file(self.run_dir / "vocab.txt")
 
     def save(self) -> None:
@@ -213,10 +245,15 @@ class _Run:
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
         set_bilm_learning_rate(self.optimizer, config, self.step)
         self.optimizer.step()
-        if not torch.isfinite(loss):
-            raise InputError(f"the training loss became {loss.item()} at step {self.step + 1}; lower the learning rate")
+        value = loss.item()
+        diverged = not value <= MAX_LOSS  # NaN included
+        totals = distributed.all_sum(torch.tensor([step_tokens, diverged], dtype=torch.float64), self.world)
+        if totals[1]:
+            became = f"{value:g}" if diverged else "inf or NaN in another process"
+            raise InputError(f"the training loss became {became} at step {self.step + 1}: the run diverged; start "
+                             f"again with a lower --learning-rate (now {config.learning_rate:g})")
         self.step += 1
-        step_tokens = int(distributed.all_sum(torch.tensor([step_tokens], dtype=torch.float64), self.world).item())
+        step_tokens = int(totals[0].item())
         self.tokens += step_tokens
         return losses.detach().cpu(), grad_norm, step_tokens
 
@@ -237,9 +274,8 @@ class _Run:
         mean = distributed.all_sum(window.loss / window.steps, self.world) / self.world
         speed = window.tokens / max(time.time() - window.start, 1e-9)
         record = {"step": self.step, "tokens": self.tokens, "minutes": round(self.elapsed / 60, 3),
-                  "loss": mean.mean().item(), "ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
-                  "bwd_ppl": math.exp(mean[1].item()), "tokens_per_s": round(speed, 1), "grad_norm": float(grad_norm),
-                  "precision": config.precision}
+                  "loss": mean.mean().item(), **perplexities(mean), "tokens_per_s": round(speed, 1),
+                  "grad_norm": float(grad_norm), "precision": config.precision}
         if self.rank == 0:
             append_log(self.run_dir / LOG, record)
         postfix = {"tok/s": f"{speed:.0f}", "loss": f"{record['loss']:.3f}", "ppl": f"{record['ppl']:.1f}"}
@@ -266,8 +302,9 @@ def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: Train
              batch_size: int) -> Dict[str, float]:
     """Held-out perplexity with the full softmax, no dropout: exp of the mean over predicted tokens of
     0.5 * (forward + backward) loss, computed in fp32 whatever precision the run trained in, so that runs
-    in either precision are measured alike. The LSTM reads bilm-tf's windows with its state carried (run_test;
-    the last partial batch is skipped); a transformer reads every sentence on its own.
+    in either precision are measured alike. The LSTM reads bilm-tf's windows with its state carried (run_test),
+    the last ones padded, so that every held-out token is scored (bilm-tf skipped the last partial batch); a
+    transformer reads every sentence on its own.
     """
     was_training = model.training
     model.eval()
@@ -281,11 +318,15 @@ def evaluate(model: SoftmaxLM, vocab: Vocab, paths: Sequence[str], config: Train
         count += targets
     model.train(was_training)
     if not count.all():
-        raise InputError(f"the held-out text {[str(p) for p in files]} is smaller than one batch of "
-                         f"{batch_size} x {config.unroll_steps} tokens; use a smaller batch size")
+        raise InputError(f"the held-out text {[str(p) for p in files]} has no tokens to score")
     mean = total / count
-    return {"ppl": math.exp(mean.mean().item()), "fwd_ppl": math.exp(mean[0].item()),
-            "bwd_ppl": math.exp(mean[1].item()), "tokens": int(count[0].item())}
+    return {**perplexities(mean), "tokens": int(count[0].item())}
+
+
+def perplexities(mean: torch.Tensor) -> Dict[str, float]:
+    """exp of the mean loss of both directions and of each; inf where it exceeds a float (a loss above ~709)."""
+    return {name: math.exp(loss) if loss < 709 else math.inf
+            for name, loss in (("ppl", mean.mean().item()), ("fwd_ppl", mean[0].item()), ("bwd_ppl", mean[1].item()))}
 
 
 __all__ = ["TrainConfig", "LanguageModel", "train", "evaluate", "export", "model_from_checkpoint"]

@@ -26,14 +26,13 @@ from ..atomic import AtomicOutput
 from ..bilm.archive import VOCABULARY_NAME, write_archive
 from ..bilm.archive_config import ALLENNLP_HEADS
 from ..bilm.char_ids import BOS, EOS, CharBatch
-from ..bilm.options import TransformerOptions
+from ..bilm.options import TransformerOptions, whole_filters
 from ..bilm.transformer_bilm import TransformerBiLM
 from .bilm_kind import ARCHIVE_SUFFIXES, Batch, BilmKind, Settings
 from .corpus import SentenceStream
-from .softmax import Softmax, SoftmaxLM
+from .softmax import NO_TARGET, Softmax, SoftmaxLM
 from .vocab import UNK, Vocab
 
-NO_TARGET = -1
 ALLENNLP_OOV = "@@UNKNOWN@@"
 UNUSED_ROW_BIAS = -1e4
 
@@ -220,7 +219,7 @@ class TransformerKind(BilmKind):
     def architecture(self, settings: Mapping[str, Any]) -> TransformerOptions:
         return TransformerOptions(input_dim=settings["input_dim"], hidden_dim=settings["hidden_dim"],
                                   n_layers=settings["n_layers"],
-                                  filters=tuple((int(w), int(n)) for w, n in settings["filters"]),
+                                  filters=whole_filters(settings["filters"], "filters"),
                                   char_embedding_dim=settings["char_embedding_dim"], n_highway=settings["n_highway"],
                                   n_heads=settings["n_heads"], max_characters_per_token=settings["max_characters_per_token"])
 

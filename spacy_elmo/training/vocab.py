@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -41,6 +41,12 @@ class Vocab:
     def ids(self, tokens: Iterable[str]) -> np.ndarray:
         get, unk = self.index.get, self.unk
         return np.fromiter((get(t, unk) for t in tokens), dtype=np.int64)
+
+    def unknown_rate(self, sentences: Iterable[Sequence[str]]) -> Tuple[float, int]:
+        """(share of the tokens not in the vocabulary, number of tokens) of `sentences`."""
+        tokens = [t for sentence in sentences for t in sentence]
+        unknown = sum(t not in self.index for t in tokens)
+        return (unknown / len(tokens) if tokens else 0.0), len(tokens)
 
     @classmethod
     def from_file(cls, path: Union[str, Path]) -> "Vocab":

@@ -13,7 +13,7 @@ from spacy_elmo import CharBatch, Embedder, load_any_bilm, token_to_ids
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.errors import ElmoError
 
-from conftest import SHARED
+from conftest import TRANSFORMER_ARCHIVE
 
 ATOL = 1e-5
 
@@ -22,7 +22,7 @@ ATOL = 1e-5
 def bilm(request, fixture_dir):
     if request.param == "lstm":
         return load_any_bilm(options_file=fixture_dir / "options.json", weight_file=fixture_dir / "lm_weights.hdf5")
-    return load_any_bilm(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz")
+    return load_any_bilm(TRANSFORMER_ARCHIVE)
 
 
 @pytest.fixture(scope="module")

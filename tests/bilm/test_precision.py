@@ -13,7 +13,7 @@ from spacy_elmo.bilm.weights import load_bilm
 from spacy_elmo.errors import InputError
 from spacy_elmo.hub.default_model import default_model_files
 
-from conftest import SHARED
+from conftest import TRANSFORMER_ARCHIVE
 
 N_SENTENCES = 150
 
@@ -70,7 +70,7 @@ def test_bundled_model_close_to_fp32(ewt, mode):
 
 @pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_transformer_close_to_fp32(ewt, mode):
-    assert_close_to_fp32(load_archive(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz"), ewt[:40], mode)
+    assert_close_to_fp32(load_archive(TRANSFORMER_ARCHIVE), ewt[:40], mode)
 
 
 @pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])

@@ -25,9 +25,8 @@ from spacy_elmo.bilm.weights import load_bilm
 from spacy_elmo.cli.app import app
 from spacy_elmo.errors import InputError, OptionsError, WeightsError
 
-from conftest import SHARED
+from conftest import TRANSFORMER_FIXTURES as TRANSFORMER
 
-TRANSFORMER = SHARED / "fixtures" / "transformer-elmo"
 ATOL = 1e-5
 
 

@@ -148,11 +148,13 @@ def test_rerun_with_other_settings_redoes_the_parts(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["-", "out.hdf5"], "give a file, not '-'"),
+    (["-", "out.hdf5"], "a stream (-) allows only once: give a regular file"),
+    (["in.fifo", "out.hdf5"], "a stream (in.fifo) allows only once: give a regular file"),
     (["in.txt", "out.hdf5", "--stateful"], "--stateful carries the LSTM state"),
 ])
 def test_what_processes_cannot_share_is_one_error(tmp_path, monkeypatch, flags, message):
     write_input(tmp_path / "in.txt", 10)
+    os.mkfifo(tmp_path / "in.fifo")
     monkeypatch.chdir(tmp_path)
     as_rank(monkeypatch, 0)
     result = CliRunner().invoke(app, ["embed", *flags, *MODEL])

@@ -122,10 +122,10 @@ def test_embed_options_too_big_for_memory_are_refused_before_allocation(text, fi
 def unpacked_archive(tmp_path):
     import tarfile
 
-    from conftest import SHARED
+    from conftest import TRANSFORMER_ARCHIVE
 
     folder = tmp_path / "unpacked"
-    with tarfile.open(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz") as tar:
+    with tarfile.open(TRANSFORMER_ARCHIVE) as tar:
         tar.extractall(folder, filter="data")
     return folder
 

@@ -4,13 +4,14 @@ A fenced block is labelled with its language: `python` and `bash` blocks run, `t
 blocks (output, configs) are only shown, but `ini` blocks must build in spaCy. A block that must not run has, on the line before its fence,
 `<!-- doc-test: skip (REASON) -->`.
 
-Each page runs in a fresh copy of the repository (tracked and untracked, not ignored files) beside a link
-`../shared` to the shared data, its blocks in page order (files one block writes are there for the next):
+Each page runs in a fresh copy of the repository (tracked and untracked, not ignored files), with nothing
+beside it: a block that needs a corpus reads the committed samples (tests/data/samples) or the project's
+assets. Its blocks run in page order (files one block writes are there for the next):
 a bash block with `bash -eo pipefail`, each python block in a fresh namespace (consecutive python blocks
 share one interpreter), with this Python's `bin/` first on PATH. Two pages run at a time
 (SPACY_ELMO_DOC_TEST_JOBS), the longest first. What differs from a user's machine:
 - no block downloads: SPACY_ELMO_MIRROR points at a local server that holds, under every published model's
-  address, the tiny test models of ../shared/fixtures (the AllenNLP test biLM, or the Transformer-ELMo
+  address, the tiny test models of tests/data/fixtures (the AllenNLP test biLM, or the Transformer-ELMo
   test archive), a sitecustomize resizes the catalogue's entries to them (tests/tiny_catalogue.py; a
   download is checked against the published sizes), and SPACY_ELMO_CACHE is a fresh folder;
 - PIP_DRY_RUN=1, so that the Quickstart's `pip install` resolves and builds the package without replacing
@@ -38,8 +39,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("SPACY_ELMO_SHARED", ROOT.parent / "shared"))
+from conftest import FIXTURES, OUTSIDE_CHECKOUT, ROOT, TRANSFORMER_ARCHIVE
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "bash"}
 SHOW = {"text", "ini", "json"}
@@ -109,6 +110,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert command in (ROOT / ".ci" / "run").read_text(encoding="utf8").splitlines()
 
 
+def test_no_block_reaches_outside_the_checkout():
+    """Blocks run in a copy of the repository with nothing beside it, as on a fresh clone."""
+    assert not [b.where for b in all_blocks() if b.lang in RUN and not b.skip and OUTSIDE_CHECKOUT.search(b.code)]
+
+
 def test_readme_is_short_and_keeps_the_results_markers():
     readme = (ROOT / "README.md").read_text(encoding="utf8")
     assert len(readme.encode("utf8")) <= README_MAX_BYTES
@@ -146,10 +152,9 @@ def mirror(tmp_path_factory):
     from spacy_elmo.hub import MODELS
 
     root = tmp_path_factory.mktemp("mirror")
-    lstm = SHARED / "fixtures" / "elmo-allennlp"
-    archive = SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz"
     for model in MODELS.values():
-        sources = [archive] if model.archive is not None else [lstm / "options.json", lstm / "lm_weights.hdf5"]
+        sources = ([TRANSFORMER_ARCHIVE] if model.archive is not None
+                   else [FIXTURES / "options.json", FIXTURES / "lm_weights.hdf5"])
         for remote, source in zip(model.remotes, sources):
             target = root / urlsplit(remote.url).path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +237,6 @@ tiny_catalogue.install()
 
 
 def run_page(page: Path, tmp_path: Path, mirror: str) -> Optional[str]:
-    (tmp_path / "shared").symlink_to(SHARED.resolve(), target_is_directory=True)
     repo = tmp_path / "spacy-elmo"
     copy_repository(repo)
     (tmp_path / "site").mkdir()

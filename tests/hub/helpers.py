@@ -8,12 +8,11 @@ from urllib.parse import urlsplit
 
 from spacy_elmo.hub import MODELS
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, TRANSFORMER_FIXTURES as TRANSFORMER
 
 SMALL = MODELS["small"]
 OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in (SMALL.options, SMALL.weights))
 ARCHIVE_PATH = urlsplit(MODELS["transformer"].archive.url).path
-TRANSFORMER = SHARED / "fixtures" / "transformer-elmo"
 TINY_CLI = [sys.executable, str(ROOT / "tests" / "tiny_catalogue.py")]
 
 

@@ -22,7 +22,8 @@ def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_b
     manifest = json.loads((archive.parent / "manifest.json").read_text())
     assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].archive.url, "size": len(archive_bytes),
                                                  "sha256": hashlib.sha256(archive_bytes).hexdigest(),
-                                                 "mtime_ns": archive.stat().st_mtime_ns}
+                                                 "mtime_ns": archive.stat().st_mtime_ns,
+                                                 "ctime_ns": archive.stat().st_ctime_ns, "ino": archive.stat().st_ino}
     assert storage.requests_for(ARCHIVE_PATH) == [None]
     n_requests = len(storage.log)
     assert fetch_model("transformer", progress=False) == archive

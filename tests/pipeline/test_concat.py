@@ -155,8 +155,11 @@ def read_config(name: str) -> Config:
     return Config().from_disk(ROOT / "configs" / f"{name}.cfg", interpolate=False)
 
 
-@pytest.mark.parametrize("task", ["ner", "tagger_parser", "textcat"])
-@pytest.mark.parametrize("baseline_name,elmo_name", [("baseline", "elmo"), ("vectors", "vectors_elmo")])
+PAIRS = [(task, *pair) for task in ("ner", "tagger_parser", "textcat") for pair in (("baseline", "elmo"), ("vectors", "vectors_elmo"))]
+PAIRS += [(task, "vectors_bilstm", "vectors_elmo_bilstm") for task in ("ner", "textcat")]
+
+
+@pytest.mark.parametrize("task,baseline_name,elmo_name", PAIRS)
 def test_elmo_config_differs_from_its_baseline_only_by_elmo(task, baseline_name, elmo_name):
     elmo, baseline = read_config(f"{elmo_name}_{task}"), read_config(f"{baseline_name}_{task}")
     assert elmo["nlp"]["pipeline"] == ["elmo"] + baseline["nlp"]["pipeline"]
@@ -189,10 +192,12 @@ def test_vectors_config_differs_only_by_its_static_vectors(task, plain, with_vec
 
 
 def test_results_table_from_metrics_files(tmp_path):
-    """summary.json holds the runs and the relative error reduction of the means."""
+    """summary.json holds the runs, the relative error reduction of the means and, per seed, the differences;
+    runs of a variant (the budget study) form their own comparison and never enter the plain one."""
     metrics = tmp_path / "metrics" / "wnut17"
     metrics.mkdir(parents=True)
-    systems = (("baseline", [0.40, 0.44]), ("elmo", [0.52, 0.56]), ("vectors", [0.50, 0.50]), ("vectors_elmo", [0.60, 0.60]))
+    systems = (("baseline", [0.40, 0.44]), ("elmo", [0.50, 0.58]), ("vectors", [0.50, 0.50]), ("vectors_elmo", [0.60, 0.60]),
+               ("vectors_budget2x", [0.90]), ("vectors_elmo_budget2x", [0.95]))
     for system, values in systems:
         for seed, f in enumerate(values):
             stem = metrics / f"{system}_seed{seed}"
@@ -201,6 +206,15 @@ def test_results_table_from_metrics_files(tmp_path):
             records = [{"epoch": 0, "step": 200, "words": 1000, "seconds": 10, "score": 0.3},
                        {"epoch": 1, "step": 400, "words": 3000, "seconds": 15, "score": 0.2}]
             Path(f"{stem}.train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+            if system.startswith("vectors") and "budget" not in system:  # per-Doc counts: ELMo finds one more entity
+                tp = 2 if "elmo" in system else 1
+                Path(f"{stem}.test.jsonl").write_text("\n".join(json.dumps({"tp": tp, "pred": 2, "gold": 2}) for _ in range(5)))
+    search = tmp_path / "metrics" / "search" / "wnut17"
+    search.mkdir(parents=True)
+    (search / "vectors_bilstm_wide_seed0.json").write_text(json.dumps({
+        "task": "wnut17", "system": "vectors_bilstm", "variant": "wide", "train_seconds": 1234.5, "dev_score": 0.4,
+        "overrides": ["--components.ner.model.tok2vec.embed.width", "256"], "best_step": 800, "steps": 1600,
+        "dev_other_scores": {"ents_p": 0.5, "ents_r": 0.4, "ents_f": 0.4, "speed": 900.0}}))
     readme = tmp_path / "README.md"
     readme.write_text("before\n<!-- results:start -->\nold\n<!-- results:end -->\nafter\n")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_table.py"), "metrics", "--readme", "README.md"],
@@ -208,17 +222,23 @@ def test_results_table_from_metrics_files(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
     assert [(e["comparison"], e["metric"]) for e in summary] == [
-        (c, m) for c in ("vectors", "features") for m in ("ents_p", "ents_r", "ents_f")]
+        (c, m) for c in ("vectors", "features", "budget2x") for m in ("ents_p", "ents_r", "ents_f")]
+    assert summary[-1]["elmo"]["runs"] == ["metrics/wnut17/vectors_elmo_budget2x_seed0.json"] and summary[-1]["rer"] == pytest.approx(50)
     f1 = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "features")
     assert f1["elmo"]["runs"] == ["metrics/wnut17/elmo_seed0.json", "metrics/wnut17/elmo_seed1.json"]
     assert f1["elmo"]["config"] == "configs/elmo_ner.cfg"
     assert f1["rer"] == pytest.approx(100 * (0.58 - 0.46) / 0.58)
     headline = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "vectors")
+    assert headline["bootstrap_p"] == 0.0 and f1["bootstrap_p"] is None
     assert headline["baseline"]["config"] == "configs/vectors_ner.cfg" and headline["rer"] == pytest.approx(20.0)
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
-    features_row = "| WNUT-17 emerging.test.annotated | entity F | 42.00 ± 2.83 (n=2) | 54.00 ± 2.83 (n=2) | +20.7 % |"
-    headline_row = "| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % |"
+    features_row = ("| WNUT-17 emerging.test.annotated | entity F | 42.00 ± 2.83 (n=2) | 54.00 ± 5.66 (n=2) | +20.7 % "
+                    "| +12.00 [+10.00, +14.00], 2/2 seeds | n/a |")
+    headline_row = ("| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % "
+                    "| +10.00 [+10.00, +10.00], 2/2 seeds | 0.000 |")
     assert text.index(headline_row) < text.index(features_row)
-    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in text
+    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in (tmp_path / "metrics" / "results.md").read_text()
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000
+    assert ("| wnut17 | wide | `components.ner.model.tok2vec.embed.width=256` | vectors_bilstm | 40.00 "
+            "| entity P 50.00, entity R 40.00, entity F 40.00 | 800 / 1600 | 1,234 |") in (tmp_path / "metrics" / "search.md").read_text()

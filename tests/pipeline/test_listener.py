@@ -9,7 +9,7 @@ from spacy.training import Example
 from spacy.util import fix_random_seed
 from thinc.api import Adam, NumpyOps
 
-from conftest import SHARED
+from conftest import TRANSFORMER_ARCHIVE
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_elmo.pipeline.listener import ElmoListener
@@ -32,10 +32,11 @@ def tagger_cfg(**listener):
     return {"model": {"@architectures": "spacy.Tagger.v2", "tok2vec": listener_cfg(**listener)}}
 
 
-def build(fixture_dir, frozen=True, taggers=("tagger",), **listener):
+def build(fixture_dir, frozen=True, taggers=("tagger",), store="auto", **listener):
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"model": {"options_file": str(fixture_dir / "options.json"),
-                                           "weight_file": str(fixture_dir / "lm_weights.hdf5"), "frozen": frozen}})
+    nlp.add_pipe("elmo", config={"store": store, "model": {"options_file": str(fixture_dir / "options.json"),
+                                                           "weight_file": str(fixture_dir / "lm_weights.hdf5"),
+                                                           "frozen": frozen}})
     for name in taggers:
         nlp.add_pipe("tagger", name=name, config=tagger_cfg(**listener))
     return nlp
@@ -56,7 +57,7 @@ def mix_module(component):
 def biLM_files(kind, fixture_dir):
     if kind == "lstm":
         return {"options_file": str(fixture_dir / "options.json"), "weight_file": str(fixture_dir / "lm_weights.hdf5")}
-    return {"archive": str(SHARED / "fixtures" / "transformer-elmo" / "model.tar.gz")}
+    return {"archive": str(TRANSFORMER_ARCHIVE)}
 
 
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "fine-tuned"])
@@ -127,7 +128,7 @@ def test_fine_tuning_sums_listener_gradients_and_steps_once(fixture_dir):
 
 def test_unfreezing_drops_cached_char_vectors(fixture_dir):
     """Prediction with a frozen biLM caches char-CNN vectors; after fine-tuning they must not be reused."""
-    nlp = build(fixture_dir)
+    nlp = build(fixture_dir, store="layers")
     optimizer = nlp.initialize(lambda: examples(nlp))
     elmo = nlp.get_pipe("elmo")
     text = "They like green eggs"
@@ -228,8 +229,8 @@ def test_spancat_through_pooling(fixture_dir):
 def test_no_clash_with_a_tok2vec_listener(fixture_dir):
     nlp = spacy.blank("en")
     nlp.add_pipe("tok2vec")
-    nlp.add_pipe("elmo", config={"model": {"options_file": str(fixture_dir / "options.json"),
-                                           "weight_file": str(fixture_dir / "lm_weights.hdf5")}})
+    nlp.add_pipe("elmo", config={"store": "layers", "model": {"options_file": str(fixture_dir / "options.json"),
+                                                              "weight_file": str(fixture_dir / "lm_weights.hdf5")}})
     nlp.add_pipe("tagger", name="t2v_tagger", config={"model": {"@architectures": "spacy.Tagger.v2",
                                                                 "tok2vec": T2V_LISTENER}})
     nlp.add_pipe("tagger", name="elmo_tagger", config=tagger_cfg(upstream="*"))
@@ -297,7 +298,7 @@ class DeviceOps(NumpyOps):
 def test_listeners_get_the_device_arrays_users_get_numpy(fixture_dir):
     """At prediction the listeners get the very arrays the biLM made (no trip to host and back);
     doc._.elmo and the vector hooks get numpy copies."""
-    nlp = build(fixture_dir, taggers=("tagger", "tagger2"))
+    nlp = build(fixture_dir, taggers=("tagger", "tagger2"), store="layers")
     nlp.initialize(lambda: examples(nlp))
     elmo = nlp.get_pipe("elmo")
     for node in [*elmo.model.walk(), *elmo.listeners]:

@@ -33,6 +33,15 @@ def test_a_line_that_is_not_a_labelled_tree_names_file_and_line(convert_sst, tmp
         convert_sst.read_trees(path)
 
 
-def test_the_shared_split_sizes(convert_sst, data_dir):
-    sizes = {split: len(convert_sst.read_trees(data_dir / "sst" / f"{split}.txt")) for split in ("train", "dev", "test")}
-    assert sizes == {"train": 8544, "dev": 1101, "test": 2210}
+def test_every_tree_of_the_sample_splits_is_read_whole(convert_sst, data_dir):
+    """On real SST files (the committed samples: the first 100, 30 and 30 trees of each split), one tree a
+    line and every leaf kept: SST trees are binary, so a tree of n leaves has 2n - 1 brackets."""
+    sizes = {}
+    for split in ("train", "dev", "test"):
+        path = data_dir / "sst" / f"{split}.txt"
+        lines = [line for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+        trees = convert_sst.read_trees(path)
+        sizes[split] = len(trees)
+        assert [line.count("(") for line in lines] == [2 * len(words) - 1 for words, _ in trees]
+        assert {label for _, label in trees} <= set(convert_sst.LABELS)
+    assert sizes == {"train": 100, "dev": 30, "test": 30}

@@ -130,7 +130,7 @@ def test_resume_with_other_settings_is_refused_listing_them(corpus):
     before = snapshot(corpus)
     line = fails(cli("pretrain", "-o", corpus / "run", "--resume", "--lstm-dim", "32", "--learning-rate", "0.5",
                      "--max-steps", "4"), r"--resume: these settings differ from the run in")
-    assert "lstm_dim: run 16, given 32" in line and "learning_rate: run 0.2, given 0.5" in line
+    assert "lstm_dim: run 16, given 32" in line and "learning_rate: run 0.002, given 0.5" in line
     assert "max_steps" not in line, "a resumed run may change how long it runs"
     assert snapshot(corpus) == before
 
