@@ -1,11 +1,12 @@
-"""What bf16 and int8 cost in accuracy: per-token cosine of their ELMo vectors to fp32's.
+"""What fp16, bf16 and int8 cost in accuracy: per-token cosine of their ELMo vectors to fp32's.
 
     python benchmarks/precision_accuracy.py [--sentences 0] [--original-sentences 500] [--out results.json]
 
 Models: the bundled English model (trained weights) and random-weight biLMs of the three published
 sizes (as in bench_bilm.py). Text: word forms of EWT dev (all sentences unless --sentences). For each
 model and precision: the mean and minimum over tokens of the cosine between the token's vector and the
-fp32 one, for the top layer and for the average of the layers. Only accuracy; speed is bench_bilm.py's.
+fp32 one, for the top layer and for the average of the layers, and the mean on every layer. Only
+accuracy; speed is bench_bilm.py's.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def measure(name: str, bilm: ContextualBiLM, sentences: List[List[str]]) -> List
         for view, pick in VIEWS.items():
             cosines = token_cosines(reference, lowered, pick)
             row[f"{view}_mean"], row[f"{view}_min"] = float(cosines.mean()), float(cosines.min())
+        row["layer_means"] = [float(token_cosines(reference, lowered, lambda a: a[k]).mean())
+                              for k in range(reference[0].shape[0])]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -57,11 +60,12 @@ def main() -> None:
     for size in (size for size in SIZES if size in args.models):
         n = args.original_sentences if size == "original" else len(everything)
         rows += measure(f"{size} (random weights)", random_bilm(size), everything[:n])
-    print("| model | precision | sentences | tokens | top mean | top min | average mean | average min |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | precision | sentences | tokens | top mean | top min | average mean | average min | mean per layer |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['precision']} | {r['sentences']} | {r['tokens']} | {r['top_mean']:.5f} "
-              f"| {r['top_min']:.5f} | {r['average_mean']:.5f} | {r['average_min']:.5f} |")
+              f"| {r['top_min']:.5f} | {r['average_mean']:.5f} | {r['average_min']:.5f} "
+              f"| {' / '.join(f'{c:.5f}' for c in r['layer_means'])} |")
     write_json(args.out, rows)
 
 

@@ -31,7 +31,7 @@ class Embedder:
     are kept across batches and frequent words skip the CNN. The cache assumes fixed weights:
     call clear_cache() after changing them (0 turns the cache off).
 
-    `precision` ("fp32", "bf16" or "int8", see spacy_elmo.bilm.precision) is how the products are
+    `precision` ("fp32", "fp16", "bf16" or "int8", see spacy_elmo.bilm.precision) is how the products are
     computed; the weights stay fp32.
     """
 

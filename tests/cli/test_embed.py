@@ -157,8 +157,8 @@ def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_di
 
 
 def test_help_says_what_each_precision_does_to_speed():
-    """The measured figures (benchmarks/README.md, AVX2 CPU), not a promise that bf16/int8 are faster."""
+    """The measured figures (docs/speed.md) per kind of CPU, not a promise that a precision is faster."""
     result = CliRunner().invoke(app, ["embed", "--help"])
     text = " ".join(result.output.split())
-    assert "int8 0.9-1.2x (faster only for the largest models), bf16 0.7-0.9x" in text
-    assert "bf16 can be faster only on a CPU with bf16 instructions (AVX512-BF16, AMX) or a GPU" in text
+    assert "AVX2 CPU: int8 1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 instructions)" in text
+    assert "AVX-512 CPU with bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x" in text
