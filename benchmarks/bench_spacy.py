@@ -30,13 +30,13 @@ import spacy
 import torch
 from spacy.tokens import DocBin
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import parse_args, write_json
+from spacy_elmo import LstmBiLM, LstmOptions, WeightsError, load_lstm_bilm, save_lstm_bilm
+from spacy_elmo.bilm.options import PUBLISHED_FILTERS
+from spacy_elmo.embedder import Embedder
+from spacy_elmo.hub import resolve_model_files
 
-from spacy_elmo import BiLM, ElmoOptions, WeightsError, load_bilm, save_bilm  # noqa: E402
-from spacy_elmo.hub.default_model import default_model_files  # noqa: E402
-from spacy_elmo.embedder import Embedder  # noqa: E402
-from spacy_elmo.bilm.options import PUBLISHED_FILTERS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EWT_DEV = ROOT / "assets" / "ud-english-ewt" / "en_ewt-ud-dev.conllu"   # `spacy project assets` or `project run data`
 FIXTURE = ROOT / "tests" / "data" / "fixtures" / "elmo-allennlp"
@@ -51,12 +51,12 @@ def ewt_texts(limit: int) -> List[str]:
 def model_files(workdir: Path) -> Dict[str, tuple]:
     files = {"fixture (2P=32)": (FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5")}
     torch.manual_seed(0)
-    small = BiLM(ElmoOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, lstm_dim=1024,
+    small = LstmBiLM(LstmOptions(filters=tuple(PUBLISHED_FILTERS), char_embedding_dim=16, n_layers=2, lstm_dim=1024,
                              projection_dim=128, n_highway=1))
-    save_bilm(small, workdir / "small.json", workdir / "small.hdf5")
+    save_lstm_bilm(small, workdir / "small.json", workdir / "small.hdf5")
     files["random, published 'small' size (LSTM 1024, projection 128, 2P=256)"] = (workdir / "small.json", workdir / "small.hdf5")
     try:
-        files["bundled default"] = default_model_files()
+        files["bundled default"] = resolve_model_files()
     except WeightsError:
         pass
     return files
@@ -97,15 +97,12 @@ def pipe_words_per_second(pipeline: Path, data: Path, batch_size: int, n_batches
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--docs", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(parser, threads=1)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -120,7 +117,7 @@ def main() -> None:
             nlp.initialize()
             pipeline = workdir / "pipeline"
             nlp.to_disk(pipeline)
-            embedder = Embedder(load_bilm(options, weights), batch_size=64, max_batch_tokens=4096)
+            embedder = Embedder(load_lstm_bilm(options, weights), batch_size=64, max_batch_tokens=4096)
             for round_ in range(args.rounds):
                 raw = raw_words_per_second(embedder, words, args.batch_size, args.batches, args.warmup)
                 pipe = pipe_words_per_second(pipeline, data, args.batch_size, args.batches, args.warmup, args.threads)
@@ -134,8 +131,7 @@ def main() -> None:
                            load=os.getloadavg()[0])
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
 
 
 if __name__ == "__main__":

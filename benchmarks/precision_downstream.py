@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import spacy
-import torch
 from spacy.tokens import DocBin
 from spacy.training import Example
+
+from common import parse_args, write_json
 
 KEYS = ("ents_p", "ents_r", "ents_f", "pos_acc", "tag_acc", "morph_acc", "dep_uas", "dep_las")
 
@@ -26,10 +27,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--precisions", default="fp32,bf16,int8")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(parser, threads=2)
     results = []
     for path in args.models:
         nlp = spacy.load(path)
@@ -44,8 +42,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             results.append(row)
     record = {"command": " ".join(sys.argv), "threads": args.threads, "results": results}
-    if args.out:
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
 
 
 if __name__ == "__main__":

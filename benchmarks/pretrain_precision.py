@@ -28,13 +28,12 @@ from typing import Dict, List
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from spacy_elmo.atomic import atomic_write_text
+from spacy_elmo.bilm.precision import native_bf16
+from spacy_elmo.training.checkpoint import load_checkpoint
+from spacy_elmo.training.config import PRECISIONS
 
-from spacy_elmo.atomic import atomic_write_text  # noqa: E402
-from spacy_elmo.bilm.precision import native_bf16  # noqa: E402
-from spacy_elmo.training.checkpoint import load_checkpoint  # noqa: E402
-from spacy_elmo.training.config import PRECISIONS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pretrain_command(args: argparse.Namespace, precision: str, run: Path) -> List[str]:

@@ -22,6 +22,8 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from thinc.api import Config
 
+from common import parse_args, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = {"ner": "corpus/wnut17/train.spacy", "tagger_parser": "corpus/ewt/en_ewt-ud-train.spacy"}
 
@@ -59,21 +61,16 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(CORPORA), choices=list(CORPORA))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--docs", type=int, default=400, help="training Docs per epoch (the first ones of the corpus)")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(parser, threads=1)
     runs = []
     for task in args.tasks:
         for system in ("baseline", "elmo"):
             runs.append(measure(ROOT / "configs" / f"{system}_{task}.cfg", ROOT / CORPORA[task], args.epochs,
                                 args.docs, args.seed))
     record = {"command": " ".join(sys.argv), "threads": args.threads, "torch": torch.__version__, "runs": runs}
-    text = json.dumps(record, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    print(json.dumps(record, indent=2))
+    write_json(args.out, record)
 
 
 if __name__ == "__main__":

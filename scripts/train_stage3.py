@@ -20,8 +20,8 @@ import shutil
 import time
 from pathlib import Path
 
+from spacy_elmo.hub.catalogue import BUNDLED_DIR as BUNDLED
 
-BUNDLED = Path(__file__).resolve().parents[1] / "spacy_elmo" / "models" / "default"
 HELDOUT = {
     "books": ["heldout-books/doyle__beyond-the-city.txt", "heldout-books/shelley__mathilda.txt",
               "heldout-books/burroughs__the-land-that-time-forgot.txt"],
@@ -32,7 +32,8 @@ HELDOUT = {
 
 
 def scores(run: Path, corpus: Path, device, batch_size: int) -> dict:
-    from spacy_elmo.training.trainer import evaluate, model_from_checkpoint
+    from spacy_elmo.training.models import model_from_checkpoint
+    from spacy_elmo.training.trainer import evaluate
 
     model, vocab, config = model_from_checkpoint(run)
     model.to(device)
@@ -54,7 +55,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from spacy_elmo.training.trainer import TrainConfig, export, train
+    from spacy_elmo.training.config import TrainConfig
+    from spacy_elmo.training.export import export
+    from spacy_elmo.training.trainer import train
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     record = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__}

@@ -15,21 +15,19 @@ __version__ = "0.1.0"
 #
 # Generic names belong to the interface of both biLM kinds (ContextualBiLM, BiLMOptions, load_any_bilm);
 # each kind's own names say its kind (LstmBiLM, LstmOptions, load_lstm_bilm, save_lstm_bilm;
-# TransformerBiLM, TransformerOptions). The LSTM's names from before the transformer biLM existed
-# stay as aliases: BiLM = LstmBiLM, ElmoOptions = LstmOptions, load_bilm = load_lstm_bilm,
-# save_bilm = save_lstm_bilm.
+# TransformerBiLM, TransformerOptions).
 _PUBLIC = {
     "load_archive": ".bilm.archive", "write_archive": ".bilm.archive",
     "CharBatch": ".bilm.char_ids", "batch_to_ids": ".bilm.char_ids", "token_to_ids": ".bilm.char_ids",
     "Embedder": ".embedder",
     "BiLMOptions": ".bilm.interface", "ContextualBiLM": ".bilm.interface",
     "bilm_config": ".bilm.loading", "bilm_from_config": ".bilm.loading", "load_any_bilm": ".bilm.loading",
-    "BiLM": ".bilm.lstm_bilm", "LstmBiLM": ".bilm.lstm_bilm",
-    "ElmoOptions": ".bilm.options", "LstmOptions": ".bilm.options", "TransformerOptions": ".bilm.options",
+    "LstmBiLM": ".bilm.lstm_bilm",
+    "LstmOptions": ".bilm.options", "TransformerOptions": ".bilm.options",
     "ScalarMix": ".bilm.scalar_mix",
     "TransformerBiLM": ".bilm.transformer_bilm",
-    "load_bilm": ".bilm.weights", "load_lstm_bilm": ".bilm.weights", "read_weights": ".bilm.weights",
-    "save_bilm": ".bilm.weights", "save_lstm_bilm": ".bilm.weights", "write_weights": ".bilm.weights",
+    "load_lstm_bilm": ".bilm.weights", "read_weights": ".bilm.weights", "save_lstm_bilm": ".bilm.weights",
+    "write_weights": ".bilm.weights",
     "restore_hooks": ".pipeline.hooks",
     "install_patches": ".pipeline.spacy_patches", "uninstall_patches": ".pipeline.spacy_patches",
 }

@@ -15,7 +15,7 @@ from .bilm.interface import ContextualBiLM
 from .bilm.loading import load_any_bilm
 from .bilm.settings import BATCH_SIZE, CACHE_SIZE, MAX_BATCH_TOKENS, PRECISION, check_precision
 from .errors import InputError
-from .hub import DEFAULT_NAME, resolve_bilm
+from .hub import resolve_bilm
 
 
 class Embedder:
@@ -30,7 +30,7 @@ class Embedder:
     are kept across batches and frequent words skip the CNN. The cache assumes fixed weights:
     call clear_cache() after changing them (0 turns the cache off).
 
-    `precision` ("fp32", "bf16" or "int8", see spacy_elmo.bilm.precision) is how the products are
+    `precision` ("fp32", "fp16", "bf16" or "int8", see spacy_elmo.bilm.precision) is how the products are
     computed; the weights stay fp32.
     """
 
@@ -53,10 +53,10 @@ class Embedder:
         return cls(load_any_bilm(options_file=options_file, weight_file=weight_file), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, name: str = DEFAULT_NAME, cache_dir: Optional[Union[str, Path]] = None,
+    def from_pretrained(cls, name: Optional[str] = None, cache_dir: Optional[Union[str, Path]] = None,
                         **kwargs) -> "Embedder":
         """A published model by name (see spacy_elmo.hub.MODELS, LSTM or transformer), downloaded into the
-        cache once; the default is the model bundled with the package."""
+        cache once; none named: the model bundled with the package."""
         return cls(resolve_bilm(name, cache_dir=cache_dir), **kwargs)
 
     @classmethod

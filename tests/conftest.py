@@ -35,12 +35,49 @@ def data_dir() -> Path:
     return SAMPLES
 
 
-@pytest.fixture(scope="session")
-def convert_sst():
-    """scripts/convert_sst.py as a module (the project's SST-5 reader)."""
+def load_module(path: Path):
+    """A script or a benchmark helper, which no package holds, as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("convert_sst", ROOT / "scripts" / "convert_sst.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def convert_sst():
+    """scripts/convert_sst.py as a module (the project's SST-5 reader)."""
+    return load_module(ROOT / "scripts" / "convert_sst.py")
+
+
+@pytest.fixture
+def text(tmp_path) -> Path:
+    """A two-line text, input to the commands."""
+    path = tmp_path / "in.txt"
+    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
+    return path
+
+
+@pytest.fixture
+def bundle_at(monkeypatch):
+    """Makes the catalogue's bundled model the one in a given folder, for this test."""
+    import dataclasses
+
+    from spacy_elmo.hub import DEFAULT_NAME, MODELS
+
+    def move(folder: Path) -> None:
+        monkeypatch.setitem(MODELS, DEFAULT_NAME, dataclasses.replace(MODELS[DEFAULT_NAME], folder=folder))
+
+    return move
+
+
+@pytest.fixture
+def unpacked_archive(tmp_path) -> Path:
+    """The transformer fixture as an unpacked AllenNLP archive folder."""
+    import tarfile
+
+    folder = tmp_path / "unpacked"
+    with tarfile.open(TRANSFORMER_ARCHIVE) as tar:
+        tar.extractall(folder, filter="data")
+    return folder

@@ -4,29 +4,11 @@ refuses an existing output unless --overwrite, as `export` and `pretrain` do. Ev
 `Error:` line with nothing written (a snapshot of the whole folder before and after)."""
 import os
 import shutil
-import tarfile
 
 import h5py
 import pytest
 
-from conftest import TRANSFORMER_ARCHIVE as ARCHIVE
 from cli_helpers import cli, fails, snapshot
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
-@pytest.fixture
-def unpacked(tmp_path):
-    """The transformer fixture as an unpacked AllenNLP archive folder."""
-    folder = tmp_path / "unpacked"
-    with tarfile.open(ARCHIVE) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
 
 
 @pytest.fixture
@@ -44,11 +26,12 @@ def refused(result, tmp_path, before, pattern="would overwrite"):
     assert snapshot(tmp_path) == before
 
 
-def test_embed_into_a_file_inside_the_archive_folder_is_refused(text, unpacked, tmp_path):
+def test_embed_into_a_file_inside_the_archive_folder_is_refused(text, unpacked_archive, tmp_path):
     before = snapshot(tmp_path)
-    refused(cli("embed", text, unpacked / "weights.th", "--archive", unpacked), tmp_path, before,
+    refused(cli("embed", text, unpacked_archive / "weights.th", "--archive", unpacked_archive), tmp_path, before,
             r"output file .*unpacked/weights\.th would overwrite the input .*unpacked; choose another output file")
-    refused(cli("embed", text, unpacked / "vocabulary" / "new.hdf5", "--archive", unpacked), tmp_path, before)
+    refused(cli("embed", text, unpacked_archive / "vocabulary" / "new.hdf5", "--archive", unpacked_archive), tmp_path,
+            before)
 
 
 def test_embed_into_the_weights_of_an_export_folder_is_refused(text, export_dir, tmp_path):
@@ -74,12 +57,12 @@ def test_a_hard_link_to_a_file_of_a_folder_input_is_refused(text, export_dir, tm
             snapshot(tmp_path))
 
 
-def test_nothing_is_written_into_the_bundled_model(text, tmp_path, monkeypatch):
-    import spacy_elmo.hub.cache
+def test_nothing_is_written_into_the_bundled_model(text, tmp_path, bundle_at):
+    from spacy_elmo.hub.catalogue import BUNDLED_DIR
 
     bundled = tmp_path / "bundled"
-    shutil.copytree(spacy_elmo.hub.cache.DEFAULT_MODEL_DIR, bundled)
-    monkeypatch.setattr(spacy_elmo.hub.cache, "DEFAULT_MODEL_DIR", bundled)
+    shutil.copytree(BUNDLED_DIR, bundled)
+    bundle_at(bundled)
     before = snapshot(tmp_path)
     refused(cli("embed", text, bundled / "weights.hdf5", "--overwrite"), tmp_path, before,
             "would overwrite the model folder .*bundled")

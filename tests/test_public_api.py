@@ -1,5 +1,5 @@
-"""The names `spacy_elmo` exports: each resolves, the names from before the Transformer biLM are the
-same objects as the LSTM's own, and importing the package (what `--help` does) loads no torch."""
+"""The names `spacy_elmo` exports: each resolves, the names from before the Transformer biLM are gone
+(each LSTM name says its kind), and importing the package (what `--help` does) loads no torch."""
 import subprocess
 import sys
 
@@ -7,7 +7,7 @@ import pytest
 
 import spacy_elmo
 
-ALIASES = {"BiLM": "LstmBiLM", "ElmoOptions": "LstmOptions", "load_bilm": "load_lstm_bilm",
+RENAMED = {"BiLM": "LstmBiLM", "ElmoOptions": "LstmOptions", "load_bilm": "load_lstm_bilm",
            "save_bilm": "save_lstm_bilm"}
 
 
@@ -16,9 +16,11 @@ def test_every_exported_name_resolves(name):
     assert getattr(spacy_elmo, name) is not None
 
 
-@pytest.mark.parametrize("old,new", sorted(ALIASES.items()))
-def test_old_names_are_the_lstm_names(old, new):
-    assert getattr(spacy_elmo, old) is getattr(spacy_elmo, new)
+@pytest.mark.parametrize("old,new", sorted(RENAMED.items()))
+def test_old_names_are_gone_and_the_lstm_names_resolve(old, new):
+    assert old not in spacy_elmo.__all__ and getattr(spacy_elmo, new) is not None
+    with pytest.raises(AttributeError):
+        getattr(spacy_elmo, old)
 
 
 def test_importing_the_package_loads_neither_torch_nor_spacy():

@@ -7,15 +7,16 @@ it is the command line with that catalogue: `tiny_catalogue.py ARGS` is `python 
 import dataclasses
 import sys
 
+from spacy_elmo.bilm.kinds import LSTM, TRANSFORMER
 from spacy_elmo.hub import MODELS
 
-LSTM_FIXTURE = {"lstm_dim": 64, "projection_dim": 16, "n_highway": 2}
-ARCHIVE_FIXTURE = {"projection_dim": 16, "n_highway": 1}
+FIXTURE_SIZES = {LSTM.name: {"lstm_dim": 64, "projection_dim": 16, "n_highway": 2},
+                 TRANSFORMER.name: {"projection_dim": 16, "n_highway": 1}}
 
 
 def resized(*names: str):
     """The entries `names` (all without names), sized as the fixtures."""
-    return {name: dataclasses.replace(MODELS[name], **(ARCHIVE_FIXTURE if MODELS[name].archive else LSTM_FIXTURE))
+    return {name: dataclasses.replace(MODELS[name], **FIXTURE_SIZES[MODELS[name].kind.name])
             for name in names or tuple(MODELS)}
 
 

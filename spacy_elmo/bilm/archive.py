@@ -18,24 +18,20 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from ..atomic import PathLike
 from ..errors import OptionsError, WeightsError
 from .archive_config import CONFIG_NAME, config_from_options, options_from_config
 from .transformer_bilm import TransformerBiLM, sinusoid_positions
 
-PathLike = Union[str, Path]
 WEIGHTS_NAME = "weights.th"
 VOCABULARY_NAME = "vocabulary"
 CONTEXT_PREFIX = "_contextualizer."
 POSITION_KEY = "_contextualizer._position.positional_encoding"
 ALLENNLP_MAX_POSITIONS = 5000
-
-
-def is_archive(path: PathLike) -> bool:
-    return Path(path).is_file() and tarfile.is_tarfile(path)
 
 
 def load_archive(path: PathLike) -> TransformerBiLM:

@@ -6,6 +6,7 @@ import copy
 from typing import Any, Dict, Tuple
 
 from ..errors import OptionsError
+from .char_ids import N_CHARACTERS
 from .options import TransformerOptions, whole_filters
 
 CONFIG_NAME = "config.json"
@@ -67,9 +68,10 @@ def options_from_config(config: Dict[str, Any], source: str) -> Tuple[Transforme
     if encoder.get("type") != "cnn-highway":
         raise OptionsError(f"{source}: {where}.encoder type {encoder.get('type')!r} is not supported "
                            "(expected 'cnn-highway')")
-    n_chars = embedding.get("num_embeddings", 262)
-    if n_chars != 262:
-        raise OptionsError(f"{source}: {where}.embedding.num_embeddings must be 262 (ELMo characters), found {n_chars!r}")
+    n_chars = embedding.get("num_embeddings", N_CHARACTERS)
+    if n_chars != N_CHARACTERS:
+        raise OptionsError(f"{source}: {where}.embedding.num_embeddings must be {N_CHARACTERS} (ELMo characters), "
+                           f"found {n_chars!r}")
     location = encoder.get("projection_location", "after_highway")
     if location != "after_highway":
         raise OptionsError(f"{source}: {where}.encoder.projection_location {location!r} is not supported "
@@ -134,7 +136,7 @@ def config_from_options(options: TransformerOptions) -> Dict[str, Any]:
         "bidirectional": True,
         "text_field_embedder": {"token_embedders": {
             name: {"type": "character_encoding",
-                   "embedding": {"num_embeddings": 262, "embedding_dim": options.char_embedding_dim},
+                   "embedding": {"num_embeddings": N_CHARACTERS, "embedding_dim": options.char_embedding_dim},
                    "encoder": {"type": "cnn-highway", "activation": options.activation,
                                "embedding_dim": options.char_embedding_dim,
                                "filters": [list(f) for f in options.filters], "num_highway": options.n_highway,

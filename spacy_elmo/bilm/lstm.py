@@ -76,7 +76,7 @@ class BiLstmLayer(nn.Module):
             if n == 0:
                 outputs.extend(inputs.new_zeros(n_dir, batch, self.hidden_dim) for _ in range(t, steps))
                 break
-            gates = batched_product(hidden, self.w_hidden, precision, add=gates_in[:, start : start + n], int8=False)
+            gates = batched_product(hidden, self.w_hidden, precision, add=gates_in[:, start : start + n])
             start += n
             i, j, f, o = gates.chunk(4, dim=-1)
             cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(j)

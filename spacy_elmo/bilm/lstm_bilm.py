@@ -79,6 +79,3 @@ class LstmBiLM(ContextualBiLM):
             cell, hidden = old_cell, old_hidden
         self._state = (cell, hidden)
 
-
-BiLM = LstmBiLM
-"""The LSTM biLM under its name before the transformer biLM existed."""

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from ..atomic import atomic_write_text
 from ..errors import OptionsError
+from .char_ids import MAX_CHARS, N_CHARACTERS
 
 ACTIVATIONS = ("relu", "tanh")
 MAX_LAYERS = 64
@@ -70,7 +71,7 @@ class CharCnnOptions:
     char_embedding_dim: int
     n_highway: int = 0
     activation: str = "relu"
-    max_characters_per_token: int = 50
+    max_characters_per_token: int = MAX_CHARS
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -99,7 +100,7 @@ class CharCnnOptions:
     def char_cnn_parameters(self) -> int:
         """Parameters of the char embedding, convolutions and highway layers (not the projection after them)."""
         n_filters, dim = self.n_filters, self.char_embedding_dim
-        return 262 * dim + sum(width * dim * num + num for width, num in self.filters) + \
+        return N_CHARACTERS * dim + sum(width * dim * num + num for width, num in self.filters) + \
             self.n_highway * 2 * (n_filters * n_filters + n_filters)
 
     def check_size(self, n_layers: int, sizes: str) -> None:
@@ -171,9 +172,10 @@ class LstmOptions(CharCnnOptions):
         lstm = _section(data, "lstm", source)
         cnn = _section(data, "char_cnn", source)
         embedding = _section(cnn, "embedding", source, prefix="char_cnn.")
-        n_chars = cnn.get("n_characters", 262)
-        if n_chars not in (261, 262):
-            raise OptionsError(f"{source}: char_cnn.n_characters must be 261 or 262, found {n_chars!r}")
+        n_chars = cnn.get("n_characters", N_CHARACTERS)
+        if n_chars not in (N_CHARACTERS - 1, N_CHARACTERS):
+            raise OptionsError(f"{source}: char_cnn.n_characters must be {N_CHARACTERS - 1} or {N_CHARACTERS}, "
+                               f"found {n_chars!r}")
         filters = whole_filters(_require(cnn, "filters", source, "char_cnn."), f"{source}: char_cnn.filters")
         extra = {k: v for k, v in data.items() if k not in ("lstm", "char_cnn")}
         try:
@@ -188,7 +190,7 @@ class LstmOptions(CharCnnOptions):
                 filters=filters,
                 n_highway=cnn.get("n_highway", 0),
                 activation=cnn.get("activation", "relu"),
-                max_characters_per_token=cnn.get("max_characters_per_token", 50),
+                max_characters_per_token=cnn.get("max_characters_per_token", MAX_CHARS),
                 extra=extra,
             )
         except OptionsError as err:
@@ -206,7 +208,7 @@ class LstmOptions(CharCnnOptions):
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> Dict[str, Any]:
-        """The inference layout (262 characters) that AllenNLP and bilm-tf load."""
+        """The inference layout (N_CHARACTERS) that AllenNLP and bilm-tf load."""
         data = dict(self.extra)
         data["lstm"] = {
             "dim": self.lstm_dim,
@@ -220,7 +222,7 @@ class LstmOptions(CharCnnOptions):
             "embedding": {"dim": self.char_embedding_dim},
             "filters": [list(f) for f in self.filters],
             "n_highway": self.n_highway,
-            "n_characters": 262,
+            "n_characters": N_CHARACTERS,
             "max_characters_per_token": self.max_characters_per_token,
             "activation": self.activation,
         }
@@ -331,8 +333,5 @@ class TransformerOptions(CharCnnOptions):
         except (OptionsError, ValueError) as err:
             raise OptionsError(f"{source}: {err}") from None
 
-
-ElmoOptions = LstmOptions
-"""The LSTM's options under their name before the transformer biLM existed."""
 
 PUBLISHED_FILTERS: List[Tuple[int, int]] = [(1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)]

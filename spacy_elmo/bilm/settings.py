@@ -7,7 +7,7 @@ from typing import Any, Tuple
 
 from ..errors import InputError
 
-PRECISIONS: Tuple[str, ...] = ("fp32", "bf16", "int8")
+PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
 PRECISION = PRECISIONS[0]
 BATCH_SIZE = 64
 """Sentences (rows) per forward pass."""

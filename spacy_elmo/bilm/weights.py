@@ -4,17 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Tuple, Union
+from typing import Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 import torch
 
-from ..atomic import AtomicOutput
+from ..atomic import AtomicOutput, PathLike
 from ..errors import WeightsError
 from .lstm_bilm import LstmBiLM
 from .options import LstmOptions
 
-PathLike = Union[str, Path]
 WEIGHTS_DIGEST = "spacy_elmo_weights_sha256"
 OPTIONS_DIGEST = "spacy_elmo_options_sha256"
 """Root attributes of an exported weight file; AllenNLP and bilm-tf read datasets by name and ignore them."""
@@ -197,6 +196,4 @@ def save_lstm_bilm(bilm: LstmBiLM, options_file: PathLike, weight_file: PathLike
     bilm.options.to_file(options_file)
     write_weights(bilm, weight_file)
 
-
-load_bilm, save_bilm = load_lstm_bilm, save_lstm_bilm
 """Their names before the transformer biLM existed."""

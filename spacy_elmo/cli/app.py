@@ -231,11 +231,14 @@ def embed_command(
     stateful: bool = typer.Option(False, help="Carry LSTM state from batch to batch in file order, as "
                                               "`allennlp elmo` did (default: every line independent)"),
     precision: str = typer.Option(PRECISION, callback=choice(*PRECISIONS),
-                                  help="fp32 (exact), bf16 or int8: per-token cosine to fp32 >= 0.999 on average, "
-                                       "weights stay fp32. Speed against fp32 measured on an AVX2 CPU "
-                                       "(benchmarks/README.md): int8 0.9-1.2x (faster only for the largest "
-                                       "models), bf16 0.7-0.9x; bf16 can be faster only on a CPU with bf16 "
-                                       "instructions (AVX512-BF16, AMX) or a GPU"),
+                                  help="fp32 (exact), fp16, bf16 or int8: per-token cosine to fp32 >= 0.999 on "
+                                       "average on every layer; weights stay fp32 (fp32, fp16 and int8 multiply "
+                                       "with copies packed once per load). Speed against fp32, original size, "
+                                       "1 thread, batch 32 / 64, two runs (docs/speed.md): AVX2 CPU: int8 "
+                                       "1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 "
+                                       "instructions); AVX-512 CPU with "
+                                       "bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x; "
+                                       "CPU only except bf16, which is also for GPUs"),
     part_lines: int = typer.Option(PART_LINES, callback=at_least(1),
                                    help="Under torchrun: lines per part file (resumable unit; rounded up to "
                                         "whole sorting chunks of 16 x --batch-size)"),
@@ -279,9 +282,9 @@ def download_command(
 ) -> None:
     """Fetch a published ELMo model into the cache (resumable, checked); instant once cached. Prints where
     it is: the folder with options.json + weights.hdf5, or the model archive (either one is an `--archive`)."""
-    from ..hub import DEFAULT_NAME, default_model_files, fetch_model
+    from ..hub import model_path
 
-    path = default_model_files()[0].parent if name == DEFAULT_NAME else fetch_model(name, cache_dir, progress)
+    path = model_path(name, cache_dir, progress)
     typer.echo(f"{name}: {path}")
 
 

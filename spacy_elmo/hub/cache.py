@@ -1,9 +1,9 @@
 """Where downloaded models live, and when a model there counts as cached.
 
-Layout: `<cache>/<name>/options.json`, `weights.hdf5` (the names an `export` writes, so a cached model
-is also a valid `--init-from` directory), or `<cache>/<name>/model.tar.gz` for a model archive, and
-`manifest.json`, written last, only after the files passed the strict options/weights (or archive)
-check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
+Layout: `<cache>/<name>/` holds the files of the model's kind (bilm/kinds.py: `options.json` +
+`weights.hdf5`, the names an `export` writes, so a cached model is also a valid `--init-from` directory,
+or `model.tar.gz` for a model archive), and `manifest.json`, written last, only after the files passed
+the strict options/weights (or archive) check, with each file's sha256, which loading compares (verify_cached) whenever the file's stat differs
 from the one recorded (STAMP). A model without a matching manifest is not cached, whatever else lies in
 its directory. No command writes into a model's folder (protected_paths, which the package hands to the
 output guard in atomic.py).
@@ -14,21 +14,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import DownloadError
+from ..atomic import PathLike
+from ..errors import DownloadError, WeightsError
 from .catalogue import MODELS, PublishedModel
-from .default_model import DEFAULT_MODEL_DIR
 
 CACHE_ENV = "SPACY_ELMO_CACHE"
 MIRROR_ENV = "SPACY_ELMO_MIRROR"
-OPTIONS_NAME = "options.json"
-WEIGHTS_NAME = "weights.hdf5"
-ARCHIVE_NAME = "model.tar.gz"
 MANIFEST_NAME = "manifest.json"
-
-PathLike = Union[str, Path]
 
 
 def cache_root(override: Optional[PathLike] = None) -> Path:
@@ -42,29 +37,30 @@ def cache_root(override: Optional[PathLike] = None) -> Path:
     return Path(user_cache_dir("spacy-elmo", appauthor=False))
 
 
-def model_dir(name: str, root: Optional[PathLike] = None) -> Path:
-    return cache_root(root) / name
+def model_dir(model: PublishedModel, root: Optional[PathLike] = None) -> Path:
+    """Where the model's files are: the folder it is bundled in, or its folder in the cache."""
+    return model.folder if model.folder is not None else cache_root(root) / model.name
 
 
 def protected_paths() -> Tuple[Path, ...]:
-    """What no command may write into, whatever it reads: every catalogue model's cache folder and the
-    bundled model (a pipeline or a later command loads them by name, not by path)."""
-    root = cache_root()
-    return (*(root / name for name in MODELS), DEFAULT_MODEL_DIR)
-
-
-def model_files(directory: Path) -> Tuple[Path, Path]:
-    return directory / OPTIONS_NAME, directory / WEIGHTS_NAME
+    """What no command may write into, whatever it reads: every catalogue model's folder, cached or
+    bundled (a pipeline or a later command loads them by name, not by path)."""
+    return tuple(model_dir(model) for model in MODELS.values())
 
 
 def entry_files(model: PublishedModel, directory: Path) -> Tuple[Path, ...]:
-    """Where the files of `model.remotes` go: options.json + weights.hdf5, or model.tar.gz."""
-    return (directory / ARCHIVE_NAME,) if model.archive is not None else model_files(directory)
+    """Where the files of the model's kind are (those of `model.remotes`, in their order)."""
+    return tuple(directory / name for name in model.kind.files)
 
 
-def loadable_path(model: PublishedModel, directory: Path) -> Path:
-    """What load_any_bilm reads: the folder of an options/weights pair (the `export` layout), or the archive."""
-    return directory / ARCHIVE_NAME if model.archive is not None else directory
+def bundled_files(model: PublishedModel) -> Tuple[Path, ...]:
+    """The files of a model shipped in the package, or a clear error saying what to pass instead."""
+    paths = entry_files(model, model_dir(model))
+    if not all(path.is_file() for path in paths):
+        raise WeightsError(f"the {model.name} ELMo model is not bundled in this installation ({model.folder}); "
+                           "pass an options file and a weight file (official AllenNLP/bilm-tf files or ones from "
+                           "`python -m spacy_elmo export`)")
+    return paths
 
 
 def mirrored(url: str) -> str:

@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
-from ..bilm.options import LstmOptions
-from ..errors import DISK_FULL, DownloadError, ElmoError, OptionsError
+from ..errors import DISK_FULL, DownloadError, ElmoError, OptionsError, UnknownModelError
 from ..folders import missing_folders, remove_empty
-from .cache import (CACHE_ENV, MIRROR_ENV, WEIGHTS_NAME, PathLike, entry_files, file_record, file_sha256, is_cached,
-                    loadable_path, mirrored, model_dir, verify_cached, write_manifest)
+from .cache import (CACHE_ENV, MIRROR_ENV, PathLike, entry_files, file_record, file_sha256, is_cached, mirrored,
+                    model_dir, verify_cached, write_manifest)
 from .catalogue import PublishedModel, RemoteFile, get_model
 
 CHUNK_BYTES = 1 << 16
@@ -248,20 +247,17 @@ def _exclusive(lock_path: Path, name: str) -> Iterator[None]:
 
 
 def _check_file(model: PublishedModel, paths: Tuple[Path, ...], path: Path) -> None:
-    """The strict check of one fetched file, before the next one is fetched: options.json on its own and
-    against the catalogue's architecture, the weights with those options, an archive whole and against
-    the catalogue. Only a file that fails is removed (the next run fetches it again): one that passed,
-    downloaded or put there by hand, is never lost to another file's failure."""
-    from ..bilm.archive import load_archive  # torch: only once a download is checked
-    from ..bilm.weights import load_lstm_bilm
-
-    what = "model archive" if model.archive is not None else "weights" if path.name == WEIGHTS_NAME else "options"
+    """The strict check of one fetched file, before the next one is fetched: a file before the last
+    (options.json) read on its own, the last one loaded with those before it (the weights with their
+    options, or an archive whole), each against the catalogue's architecture. Only a file that fails is
+    removed (the next run fetches it again): one that passed, downloaded or put there by hand, is never
+    lost to another file's failure."""
+    kind = model.kind
+    what = kind.roles[paths.index(path)]
     try:
-        if what == "weights":
-            load_lstm_bilm(*paths)
-        else:
-            _check_architecture(model, load_archive(path).options if what == "model archive"
-                                else LstmOptions.from_file(path))
+        options = (kind.load_files(*paths).options if path == paths[-1]
+                   else kind.options.from_file(path))
+        _check_architecture(model, options)
     except ElmoError as err:
         path.unlink(missing_ok=True)
         raise DownloadError(f"{path.name} of '{model.name}' failed the {what} check and was removed from the "
@@ -270,13 +266,13 @@ def _check_file(model: PublishedModel, paths: Tuple[Path, ...], path: Path) -> N
 
 def _check_architecture(model: PublishedModel, options: Any) -> None:
     """Sizes the catalogue records for the published model, where it records them: a server (a mirror)
-    that offers another valid model under this name is refused, not cached."""
-    found = {"LSTM size": getattr(options, "lstm_dim", None), "projection size": options.output_dim // 2,
-             "highway layers": options.n_highway}
-    published = {"LSTM size": model.lstm_dim, "projection size": model.projection_dim,
-                 "highway layers": model.n_highway}
-    wrong = [f"{key} {found[key]} (published: {value})" for key, value in published.items()
-             if value is not None and found[key] != value]
+    that offers another valid model under this name is refused, not cached. A size is read from the
+    options only where the entry records it (an LSTM size only for an entry of that kind)."""
+    sizes = (("LSTM size", model.lstm_dim, lambda: options.lstm_dim),
+             ("projection size", model.projection_dim, lambda: options.output_dim // 2),
+             ("highway layers", model.n_highway, lambda: options.n_highway))
+    wrong = [f"{label} {found()} (published: {value})" for label, value, found in sizes
+             if value is not None and found() != value]
     if wrong:
         mirror = os.environ.get(MIRROR_ENV, "").strip()
         raise OptionsError(f"not the published '{model.name}' model: {', '.join(wrong)}"
@@ -310,9 +306,12 @@ def fetch_model(name: str, cache_dir: Optional[PathLike] = None, progress: bool 
     weights.hdf5, or the model archive. Found without any request when cached (and checked against the
     sha256 its manifest recorded, see verify_cached), else downloaded, checked and cached first."""
     model = get_model(name)
-    directory = model_dir(name, cache_dir)
+    if model.folder is not None:
+        raise UnknownModelError(f"{name!r} is the bundled model, nothing to download; resolve_model_files() or "
+                                f"resolve_model_files({name!r}) gives its files")
+    directory = model_dir(model, cache_dir)
     paths = entry_files(model, directory)
     if not is_cached(paths):
         _download(model, directory, paths, progress)
     verify_cached(name, paths)
-    return loadable_path(model, directory)
+    return model.kind.loadable(directory)

@@ -62,7 +62,7 @@ def ElmoModel(name: Optional[str] = None, options_file: Optional[str] = None, we
     and then keeps the layers of up to `train_cache_mb` megabytes of training Docs (stored as
     `train_cache_dtype`, on the model's device: GPU memory on a GPU) so that later epochs do not run the
     biLM again; 0 turns that off.
-    `precision` ("fp32", "bf16", "int8") is how the biLM computes without autograd (prediction, frozen
+    `precision` ("fp32", "fp16", "bf16", "int8") is how the biLM computes without autograd (prediction, frozen
     training); a fine-tuned biLM computes in fp32 under autograd, so its gradients are exact.
     """
     check_precision(precision)

@@ -1,9 +1,10 @@
 """What pretraining needs of a biLM architecture.
 
 Each architecture is one module (`lstm_lm.py`, `transformer_lm.py`) with a `BilmKind` subclass, and one
-row of `kinds.KINDS` (its name, settings and their defaults); the loop, checkpoints, export and the CLI
-ask that table, never which kind a run has. A `BilmKind` brings the biLM options its settings
-describe, its language model (the biLM plus the sampled softmax), its batches and its exporter.
+row of `kinds.KINDS` (its settings and their defaults, beside its row of bilm/kinds.py, which gives its
+options class); the loop, checkpoints, export and the CLI ask those tables, never which kind a run has.
+A `BilmKind` brings the biLM options its settings describe, its language model (the biLM plus the
+sampled softmax), its batches and its exporter.
 """
 from __future__ import annotations
 
@@ -54,8 +55,6 @@ class Batches(Protocol):
 class BilmKind(abc.ABC):
     """One biLM architecture as pretraining sees it."""
 
-    options_type: ClassVar[Any]
-    """Its biLM options class (`from_dict(data, source)` reads what `to_dict` wrote to a checkpoint)."""
     language_model: ClassVar[Type[SoftmaxLM]]
     """Called as (options, n_classes, dropout, n_samples): forward(*inputs, state) -> (losses (2,), state)."""
 
@@ -74,8 +73,9 @@ class BilmKind(abc.ABC):
         """The trained biLM in the layout its users load, written whole or not at all."""
 
     def train_options(self, options: BiLMOptions) -> Dict[str, Any]:
-        """The architecture part of a run's train_options.json."""
-        return options.to_dict()
+        """The architecture part of a run's train_options.json, with its kind (runs before both kinds wrote
+        it hold none: the unnamed kind, see checkpoint.check_train_options)."""
+        return {**options.to_dict(), "kind": options.kind}
 
     def export_warning(self, options: BiLMOptions) -> Optional[str]:
         """Why `export` would refuse a run of these options, said when the run starts; None if it would not."""

@@ -20,6 +20,7 @@ import torch
 
 from ..atomic import AtomicOutput, atomic_write_text, refuse_inputs
 from ..bilm.interface import BiLMOptions
+from ..bilm.kinds import UNNAMED
 from ..errors import DISK_FULL, InputError, OutputError
 from .config import PATH_SETTINGS, TrainConfig, default, other_kinds_settings
 from .kinds import KINDS
@@ -150,10 +151,11 @@ def check_train_options(ckpt: Dict[str, Any], run_dir: Path, config: TrainConfig
         stored = json.loads(path.read_text(encoding="utf8"))
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read the run's options ({err}); restore it from a copy") from None
-    kind = config.kind.impl
-    found = kind.train_options(kind.options_type.from_dict(ckpt["options"], source=str(run_dir / CHECKPOINT)))
+    options = config.kind.bilm.options.from_dict(ckpt["options"], source=str(run_dir / CHECKPOINT))
+    found = config.kind.impl.train_options(options)
     found["n_tokens_vocab"] = len(ckpt["vocab"])
     stored = dict(_flat(stored)) if isinstance(stored, dict) else {}
+    stored.setdefault("kind", UNNAMED.name)  # older LSTM runs wrote no kind
     wrong = [f"{key} {value!r} in {CHECKPOINT}, {stored.get(key)!r} in {TRAIN_OPTIONS}"
              for key, value in _flat(found) if stored.get(key) != value]
     if wrong:

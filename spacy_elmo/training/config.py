@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
+from ..bilm.char_ids import MAX_CHARS
 from ..errors import InputError, OptionsError
-from .corpus import FORMATS, expand_paths
-from .kinds import KINDS, Kind
+from .corpus import FORMATS, LANG, expand_paths
+from .kinds import DEFAULT, KINDS, TrainingKind
 from .vocab import Vocab
 
 if TYPE_CHECKING:
@@ -92,8 +93,8 @@ class TrainConfig:
     vocab: str
     output: str
     fmt: str = _setting("tokens", choices=FORMATS, noun="text format")
-    lang: str = "en"
-    bilm: str = _setting("lstm", choices=tuple(KINDS), noun="biLM architecture")
+    lang: str = LANG
+    bilm: str = _setting(DEFAULT.name, choices=tuple(KINDS), noun="biLM architecture")
     # the architecture (with init_from: the source's, see ARCHITECTURE); n_layers, the char CNN and
     # max_characters_per_token are shared, the others belong to one kind (its `defaults`, see kinds.py)
     lstm_dim: Optional[int] = _setting(low=1)
@@ -108,7 +109,7 @@ class TrainConfig:
     filters: List[List[int]] = _setting(factory=lambda: [list(f) for f in SMALL_FILTERS])
     char_embedding_dim: int = _setting(16, low=1)
     n_highway: int = _setting(1, low=0)
-    max_characters_per_token: int = 50
+    max_characters_per_token: int = MAX_CHARS
     # training (bilm-tf defaults except the batch size and the optimizer: Adam 0.002, measured better on a small
     # budget in the bundled model's card; bilm-tf's is adagrad 0.2)
     dropout: float = _setting(0.1, interval=Interval(0, 1, low_open=False, high_open=True))
@@ -163,7 +164,7 @@ class TrainConfig:
                 setattr(self, name, self.kind.defaults.get(name))
 
     @property
-    def kind(self) -> Kind:
+    def kind(self) -> TrainingKind:
         return KINDS[self.bilm]
 
     def bilm_options(self) -> BiLMOptions:
@@ -185,7 +186,7 @@ def kind_settings() -> Set[str]:
     return {name for kind in KINDS.values() for name in kind.defaults}
 
 
-def other_kinds_settings(kind: Kind) -> List[str]:
+def other_kinds_settings(kind: TrainingKind) -> List[str]:
     """The settings that belong to other kinds than `kind`, in field order."""
     return [f.name for f in fields(TrainConfig) if f.name in kind_settings() - set(kind.defaults)]
 

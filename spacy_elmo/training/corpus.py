@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ..atomic import AtomicOutput
+from ..atomic import AtomicOutput, PathLike
 from ..errors import InputError
 from ..signals import quiet_worker
 
@@ -27,7 +27,8 @@ FORMATS = ("raw", "lines", "tokens")
 MAX_LINE_CHARS = 100_000
 """Longer lines (or raw paragraphs) are skipped with a warning: they are almost always broken data."""
 
-PathLike = Union[str, Path]
+LANG = "en"
+"""The spaCy language whose tokenizer splits raw text, unless one is named."""
 Sentence = List[str]
 
 _PG_START = re.compile(r"^\*{3}\s*START OF.*$|^\*END\*?\s*THE SMALL PRINT.*$", re.MULTILINE | re.IGNORECASE)
@@ -130,7 +131,7 @@ def _skip_long(units: Iterable[str], path: Path, what: str) -> Iterator[str]:
         logger.warning("%s: skipped %d %s longer than %d characters", path, skipped, what, MAX_LINE_CHARS)
 
 
-def read_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en", gutenberg: bool = False) -> List[Sentence]:
+def read_sentences(path: PathLike, fmt: str = "tokens", lang: str = LANG, gutenberg: bool = False) -> List[Sentence]:
     """The sentences of one file as token lists (see the module docstring for the formats)."""
     if fmt not in FORMATS:
         raise InputError(f"unknown text format {fmt!r}; expected one of {FORMATS}")
@@ -141,7 +142,7 @@ def read_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en", gutenb
     return _sentences(text, path, fmt, lang)
 
 
-def sample_sentences(path: PathLike, fmt: str = "tokens", lang: str = "en",
+def sample_sentences(path: PathLike, fmt: str = "tokens", lang: str = LANG,
                      max_bytes: int = 1 << 20) -> List[Sentence]:
     """The sentences of the whole lines in the first `max_bytes` of a text file: a quick look at a corpus."""
     path = Path(path)
@@ -167,7 +168,7 @@ def _prepare_one(job: Tuple[str, str, str, bool]) -> Tuple[str, List[str]]:
     return path, [" ".join(s) for s in read_sentences(path, fmt, lang, gutenberg)]
 
 
-def tokenize_files(inputs: Sequence[PathLike], fmt: str = "raw", lang: str = "en", gutenberg: bool = False,
+def tokenize_files(inputs: Sequence[PathLike], fmt: str = "raw", lang: str = LANG, gutenberg: bool = False,
                    n_process: int = 1) -> Dict[str, List[str]]:
     """Each file's sentences as lines of space-separated tokens, files tokenised in `n_process` processes."""
     jobs = [(str(p), fmt, lang, gutenberg) for p in expand_paths(inputs)]
@@ -201,7 +202,7 @@ class SentenceStream:
     file order. The stream's position is a small dict, so a checkpoint can resume it exactly.
     """
 
-    def __init__(self, shards: Sequence[PathLike], fmt: str = "tokens", lang: str = "en", shuffle: bool = True,
+    def __init__(self, shards: Sequence[PathLike], fmt: str = "tokens", lang: str = LANG, shuffle: bool = True,
                  loop: bool = True, seed: int = 0, min_epoch_tokens: int = 0) -> None:
         self.shards = [str(p) for p in shards]
         if not self.shards:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..atomic import AtomicOutput
-from ..bilm.char_ids import BOS, EOS, CharBatch
+from ..bilm.char_ids import BOS, EOS, N_CHARACTERS, CharBatch
 from ..bilm.lstm import LstmState
 from ..bilm.lstm_bilm import LstmBiLM
 from ..bilm.options import LstmOptions, whole_filters
@@ -148,7 +148,6 @@ class LstmBatches:
 
 
 class LstmKind(BilmKind):
-    options_type = LstmOptions
     language_model = LstmLanguageModel
 
     def architecture(self, settings: Mapping[str, Any]) -> LstmOptions:
@@ -165,8 +164,8 @@ class LstmKind(BilmKind):
 
     def train_options(self, options: LstmOptions) -> Dict[str, Any]:
         """bilm-tf's training layout, whose character table has no padding row (261)."""
-        data = options.to_dict()
-        data["char_cnn"]["n_characters"] = 261
+        data = super().train_options(options)
+        data["char_cnn"]["n_characters"] = N_CHARACTERS - 1
         return data
 
     def export(self, model: SoftmaxLM, vocab: Vocab, settings: Settings, out: Path, with_softmax: bool,

@@ -18,7 +18,7 @@ from .vocab import Vocab
 
 def checkpoint_model(ckpt: Dict[str, Any], config: TrainConfig, source: Path, n_samples: int) -> SoftmaxLM:
     """The training model of a checkpoint's weights, with `config`'s kind and dropout."""
-    options = config.kind.impl.options_type.from_dict(ckpt["options"], source=str(source))
+    options = config.kind.bilm.options.from_dict(ckpt["options"], source=str(source))
     model = config.kind.impl.language_model(options, len(ckpt["vocab"]), config.dropout, n_samples)
     load_state(model, ckpt["model"], source)
     return model

@@ -2,9 +2,7 @@
 
 `train(TrainConfig(...))` runs on one process, or under `torchrun` with DistributedDataParallel
 (gloo on CPU, nccl on CUDA), each rank reading its own shards; what differs between biLM kinds
-comes from the run's kind (kinds.py), what a run directory holds from checkpoint.py. This module
-also keeps the names it had before the training package was split up (`TrainConfig`,
-`LanguageModel`, `export`, `model_from_checkpoint`).
+comes from the run's kind (kinds.py), what a run directory holds from checkpoint.py.
 """
 from __future__ import annotations
 
@@ -31,9 +29,7 @@ from .checkpoint import (CHECKPOINT, LOG, TRAIN_OPTIONS, append_log, check_train
                          write_train_options)
 from .config import TrainConfig, architecture_settings, check_resume
 from .corpus import expand_paths, sample_sentences
-from .export import export
-from .lstm_lm import LstmLanguageModel as LanguageModel
-from .models import checkpoint_model, initial_model, model_from_checkpoint
+from .models import checkpoint_model, initial_model
 from .softmax import SoftmaxLM
 from .vocab import Vocab
 
@@ -328,5 +324,3 @@ def perplexities(mean: torch.Tensor) -> Dict[str, float]:
     return {name: math.exp(loss) if loss < 709 else math.inf
             for name, loss in (("ppl", mean.mean().item()), ("fwd_ppl", mean[0].item()), ("bwd_ppl", mean[1].item()))}
 
-
-__all__ = ["TrainConfig", "LanguageModel", "train", "evaluate", "export", "model_from_checkpoint"]

@@ -213,7 +213,6 @@ def write_allennlp_vocabulary(vocab: Vocab, folder: Path) -> Path:
 
 
 class TransformerKind(BilmKind):
-    options_type = TransformerOptions
     language_model = TransformerLanguageModel
 
     def architecture(self, settings: Mapping[str, Any]) -> TransformerOptions:
@@ -226,9 +225,6 @@ class TransformerKind(BilmKind):
     def batches(self, settings: Settings, vocab: Vocab, paths: Sequence[Path], seed: int, training: bool,
                 batch_size: int) -> TransformerBatches:
         return TransformerBatches(settings, vocab, paths, seed, training, batch_size)
-
-    def train_options(self, options: TransformerOptions) -> Dict[str, Any]:
-        return {**options.to_dict(), "kind": options.kind}
 
     def export_warning(self, options: TransformerOptions) -> Optional[str]:
         if options.n_heads == ALLENNLP_HEADS:

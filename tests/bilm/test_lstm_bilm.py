@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_elmo import BiLM, CharBatch, ElmoOptions, load_bilm, token_to_ids
+from spacy_elmo import CharBatch, LstmBiLM, LstmOptions, load_lstm_bilm, token_to_ids
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.bilm.lstm import ElmoLstm
 
-SMALL = ElmoOptions(lstm_dim=24, projection_dim=8, filters=((1, 4), (2, 4), (3, 8)), char_embedding_dim=4,
+SMALL = LstmOptions(lstm_dim=24, projection_dim=8, filters=((1, 4), (2, 4), (3, 8)), char_embedding_dim=4,
                     n_layers=2, n_highway=1)
 
 
@@ -23,7 +23,7 @@ def sentences(fixture_dir):
 
 def random_bilm(options=SMALL, seed=0):
     torch.manual_seed(seed)
-    return BiLM(options).eval()
+    return LstmBiLM(options).eval()
 
 
 @pytest.mark.slow
@@ -87,5 +87,5 @@ def test_padding_rows_keep_their_final_state():
 
 
 def test_fixture_model_loads_in_eval_mode(fixture_dir):
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     assert not bilm.training and bilm.options.n_output_layers == 3

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import torch
 
-from spacy_elmo import CharBatch, load_bilm, token_to_ids
+from spacy_elmo import CharBatch, load_lstm_bilm, token_to_ids
 from spacy_elmo.bilm.batching import batch_layers
 
 
@@ -16,7 +16,7 @@ def expected_top(fixture_dir, stream, batch_index):
 
 
 def test_stateful_protocol_matches_tensorflow(fixture_dir):
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     sentences = json.loads((fixture_dir / "sentences.json").read_text())
     with torch.inference_mode():
         for i in range(10):
@@ -30,7 +30,7 @@ def test_stateful_protocol_matches_tensorflow(fixture_dir):
 
 def test_stateless_differs_from_reference_after_first_batch(fixture_dir):
     """The fixture only holds with carried state; a zero start must not reproduce batch 1 (the test can fail)."""
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     sentences = json.loads((fixture_dir / "sentences.json").read_text())
     batch = [sentences[k][1].split() for k in range(3)]
     with torch.inference_mode():
@@ -40,7 +40,7 @@ def test_stateless_differs_from_reference_after_first_batch(fixture_dir):
 
 
 def test_char_cnn_matches_token_embeddings(fixture_dir):
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     vocab = (fixture_dir / "vocab_test.txt").read_text(encoding="utf8").split("\n")
     ids = torch.from_numpy(np.stack([token_to_ids(token) for token in vocab]))
     with torch.inference_mode():

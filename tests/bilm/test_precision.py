@@ -1,4 +1,4 @@
-"""Run-time precision of the biLM: bf16 and int8 stay close to fp32 (per-token cosine on EWT dev, on the
+"""Run-time precision of the biLM: fp16, bf16 and int8 stay close to fp32 (per-token cosine on EWT dev, on the
 reference fixture, the bundled model and the transformer fixture), change no weight, follow weights that
 change, fall back to fp32 under autograd; bad values are one clear error."""
 import numpy as np
@@ -9,39 +9,21 @@ from spacy_elmo.bilm import precision
 from spacy_elmo.bilm.archive import load_archive
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.embedder import Embedder
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError
-from spacy_elmo.hub.default_model import default_model_files
+from spacy_elmo.hub import resolve_model_files
 
-from conftest import TRANSFORMER_ARCHIVE
+from conftest import ROOT, TRANSFORMER_ARCHIVE, load_module
+
+read_conllu, token_cosines = (getattr(load_module(ROOT / "benchmarks" / "common.py"), name)
+                              for name in ("read_conllu", "token_cosines"))
 
 N_SENTENCES = 150
-
-
-def read_conllu(path, limit):
-    sentences, tokens = [], []
-    for line in path.read_text(encoding="utf8").splitlines():
-        if not line.strip():
-            if tokens:
-                sentences.append(tokens)
-                tokens = []
-        elif not line.startswith("#") and line.split("\t")[0].isdigit():
-            tokens.append(line.split("\t")[1])
-    return sentences[:limit]
 
 
 @pytest.fixture(scope="module")
 def ewt(data_dir):
     return read_conllu(data_dir / "ud-english-ewt" / "en_ewt-ud-dev.conllu", N_SENTENCES)
-
-
-def token_cosines(reference, other, pick):
-    """Per-token cosine between two runs, for the layer view `pick` of each sentence's (L, n, D) array."""
-    found = []
-    for ref, out in zip(reference, other):
-        a, b = pick(ref), pick(out)
-        found.append((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)))
-    return np.concatenate(found)
 
 
 def assert_close_to_fp32(bilm, sentences, mode):
@@ -55,25 +37,25 @@ def assert_close_to_fp32(bilm, sentences, mode):
 
 @pytest.fixture(scope="module")
 def fixture_bilm(fixture_dir):
-    return load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    return load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_fixture_model_close_to_fp32(fixture_bilm, ewt, mode):
     assert_close_to_fp32(fixture_bilm, ewt, mode)
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_bundled_model_close_to_fp32(ewt, mode):
-    assert_close_to_fp32(load_bilm(*default_model_files()), ewt, mode)
+    assert_close_to_fp32(load_lstm_bilm(*resolve_model_files()), ewt, mode)
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_transformer_close_to_fp32(ewt, mode):
     assert_close_to_fp32(load_archive(TRANSFORMER_ARCHIVE), ewt[:40], mode)
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_vectors_do_not_depend_on_the_batch(fixture_bilm, ewt, mode):
     """As in fp32 (within 1e-5): int8 gives every row its own activation scale, not one per batch."""
     embedder = Embedder(fixture_bilm, precision=mode, cache_size=0)
@@ -82,7 +64,7 @@ def test_vectors_do_not_depend_on_the_batch(fixture_bilm, ewt, mode):
         np.testing.assert_allclose(embedder.embed_sentence(sentence), batched, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_weights_unchanged_by_a_lower_precision_run(fixture_bilm, ewt, mode):
     before = {name: value.clone() for name, value in fixture_bilm.state_dict().items()}
     list(Embedder(fixture_bilm, precision=mode).embed_sentences(ewt[:20]))
@@ -90,10 +72,10 @@ def test_weights_unchanged_by_a_lower_precision_run(fixture_bilm, ewt, mode):
     assert all(after[name].dtype == torch.float32 and torch.equal(after[name], value) for name, value in before.items())
 
 
-@pytest.mark.parametrize("mode", ["bf16", "int8"])
+@pytest.mark.parametrize("mode", ["fp16", "bf16", "int8"])
 def test_changed_weights_are_followed(fixture_dir, ewt, mode):
     """The bf16/int8 copies are remade when a weight changes in place (e.g. an optimizer step)."""
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     lowered = Embedder(bilm, precision=mode, cache_size=0)
     before = lowered.embed_sentence(ewt[0])
     with torch.no_grad():
@@ -121,11 +103,13 @@ def test_autograd_computes_in_fp32(fixture_bilm, ewt):
     from spacy_elmo.bilm.char_ids import CharBatch
 
     batch = CharBatch.from_sentences(ewt[:4], fixture_bilm.options.max_characters_per_token)
+    reference = batch_layers(fixture_bilm, batch)
     with torch.no_grad():
-        reference = batch_layers(fixture_bilm, batch)
-    for mode in ("bf16", "int8"):
+        inference = batch_layers(fixture_bilm, batch)
+    torch.testing.assert_close(reference.detach(), inference, rtol=0, atol=1e-5)
+    for mode in ("fp16", "bf16", "int8"):
         layers = batch_layers(fixture_bilm, batch, precision=mode)
-        assert layers.requires_grad and torch.equal(layers.detach(), reference)
+        assert layers.requires_grad and torch.equal(layers.detach(), reference.detach())
 
 
 def test_precision_is_passed_down_not_kept(fixture_bilm, ewt):
@@ -148,9 +132,9 @@ def test_precision_is_passed_down_not_kept(fixture_bilm, ewt):
         batch_layers(fixture_bilm, batch, precision="half")
 
 
-@pytest.mark.parametrize("value", ["fp16", "FP32", None, 8])
+@pytest.mark.parametrize("value", ["fp8", "FP32", None, 8])
 def test_unknown_precision_is_one_clear_error(fixture_bilm, value):
-    with pytest.raises(InputError, match=r"precision: unknown precision .*; use one of fp32, bf16, int8"):
+    with pytest.raises(InputError, match=r"precision: unknown precision .*; use one of fp32, fp16, bf16, int8"):
         Embedder(fixture_bilm, precision=value)
 
 
@@ -181,7 +165,7 @@ def test_component_precision_from_its_config(fixture_dir, ewt, tmp_path):
 
 
 def test_component_rejects_an_unknown_precision(fixture_dir):
-    with pytest.raises(InputError, match=r"precision: unknown precision 'half'; use one of fp32, bf16, int8"):
+    with pytest.raises(InputError, match=r"precision: unknown precision 'half'; use one of fp32, fp16, bf16, int8"):
         elmo_pipeline(fixture_dir, precision="half")
 
 
@@ -201,11 +185,11 @@ def test_embed_command_precision(fixture_dir, ewt, tmp_path):
         assert result.exit_code == 0, result.output
         with h5py.File(tmp_path / f"{mode}.hdf5", "r") as f:
             outputs[mode] = [f[str(i)][()] for i in range(20)]
-    expected = list(Embedder(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"),
+    expected = list(Embedder(load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"),
                              precision="bf16").embed_sentences(ewt[:20]))
     for got, want in zip(outputs["bf16"], expected):
         np.testing.assert_array_equal(got, want)
     assert any(not np.array_equal(a, b) for a, b in zip(outputs["fp32"], outputs["bf16"]))
-    bad = CliRunner().invoke(app, ["embed", str(source), str(tmp_path / "x.hdf5"), *model, "--precision", "fp16"])
-    assert bad.exit_code == 2 and "'fp16' is not one of fp32, bf16, int8" in bad.output
+    bad = CliRunner().invoke(app, ["embed", str(source), str(tmp_path / "x.hdf5"), *model, "--precision", "fp8"])
+    assert bad.exit_code == 2 and "'fp8' is not one of fp32, fp16, bf16, int8" in bad.output
     assert not (tmp_path / "x.hdf5").exists()

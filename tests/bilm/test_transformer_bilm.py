@@ -21,7 +21,7 @@ from spacy_elmo.bilm.interface import ContextualBiLM
 from spacy_elmo.bilm.loading import bilm_config, bilm_from_config, load_any_bilm
 from spacy_elmo.bilm.scalar_mix import ScalarMix
 from spacy_elmo.bilm.transformer_bilm import TransformerBiLM, TransformerOptions
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.cli.app import app
 from spacy_elmo.errors import InputError, OptionsError, WeightsError
 
@@ -272,7 +272,7 @@ def test_stateful_use_is_refused(bilm):
 
 
 def test_both_biLMs_share_the_interface(bilm, fixture_dir, batches):
-    lstm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    lstm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     sentences = batches[1]
     for model in (lstm, bilm):
         assert isinstance(model, ContextualBiLM)

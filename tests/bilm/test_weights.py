@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_elmo import BiLM, CharBatch, ElmoOptions, load_bilm, save_bilm
+from spacy_elmo import CharBatch, LstmBiLM, LstmOptions, load_lstm_bilm, save_lstm_bilm
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.errors import OptionsError, WeightsError
 
@@ -28,8 +28,8 @@ def outputs(bilm):
 
 
 def round_trip(bilm, tmp_path):
-    save_bilm(bilm, tmp_path / "options.json", tmp_path / "weights.hdf5")
-    return load_bilm(tmp_path / "options.json", tmp_path / "weights.hdf5")
+    save_lstm_bilm(bilm, tmp_path / "options.json", tmp_path / "weights.hdf5")
+    return load_lstm_bilm(tmp_path / "options.json", tmp_path / "weights.hdf5")
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def fixture_options(fixture_dir):
 
 
 def test_write_read_is_bit_identical_in_the_official_layout(fixture_dir, tmp_path):
-    bilm = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
+    bilm = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5")
     again = round_trip(bilm, tmp_path)
     np.testing.assert_array_equal(outputs(again), outputs(bilm))
     assert datasets(tmp_path / "weights.hdf5") == datasets(fixture_dir / "lm_weights.hdf5")
@@ -46,14 +46,14 @@ def test_write_read_is_bit_identical_in_the_official_layout(fixture_dir, tmp_pat
 
 
 @pytest.mark.parametrize("options", [
-    ElmoOptions(lstm_dim=24, projection_dim=16, filters=((1, 4), (2, 12)), char_embedding_dim=4, n_highway=1),
-    ElmoOptions(lstm_dim=16, projection_dim=16, filters=((1, 4), (2, 8)), char_embedding_dim=4),
-    ElmoOptions(lstm_dim=24, projection_dim=8, filters=((1, 4), (2, 8)), char_embedding_dim=4,
+    LstmOptions(lstm_dim=24, projection_dim=16, filters=((1, 4), (2, 12)), char_embedding_dim=4, n_highway=1),
+    LstmOptions(lstm_dim=16, projection_dim=16, filters=((1, 4), (2, 8)), char_embedding_dim=4),
+    LstmOptions(lstm_dim=24, projection_dim=8, filters=((1, 4), (2, 8)), char_embedding_dim=4,
                 use_skip_connections=False, activation="tanh", cell_clip=None, proj_clip=None, n_layers=3),
 ], ids=["F==P no CNN_proj", "P==C no W_P_0", "no skip, tanh, no clips, 3 layers"])
 def test_optional_parts_round_trip(options, tmp_path):
     torch.manual_seed(0)
-    bilm = BiLM(options).eval()
+    bilm = LstmBiLM(options).eval()
     again = round_trip(bilm, tmp_path)
     names = datasets(tmp_path / "weights.hdf5")
     np.testing.assert_array_equal(outputs(again), outputs(bilm))
@@ -88,12 +88,12 @@ def with_nan(fixture_dir, tmp_path):
 ], ids=["missing", "truncated", "not HDF5", "token embeddings", "NaN"])
 def test_bad_weight_file(fixture_dir, tmp_path, make_file, message):
     with pytest.raises(WeightsError, match=message):
-        load_bilm(fixture_dir / "options.json", make_file(fixture_dir, tmp_path))
+        load_lstm_bilm(fixture_dir / "options.json", make_file(fixture_dir, tmp_path))
 
 
 def test_missing_options_file(fixture_dir, tmp_path):
     with pytest.raises(OptionsError, match="options file not found"):
-        load_bilm(tmp_path / "nope.json", fixture_dir / "lm_weights.hdf5")
+        load_lstm_bilm(tmp_path / "nope.json", fixture_dir / "lm_weights.hdf5")
 
 
 @pytest.mark.parametrize("section,key,value,error,message", [
@@ -119,10 +119,10 @@ def test_options_inconsistent_with_weights(fixture_dir, fixture_options, tmp_pat
         fixture_options[section][key] = value
     (tmp_path / "options.json").write_text(json.dumps(fixture_options))
     with pytest.raises(error, match=message):
-        load_bilm(tmp_path / "options.json", fixture_dir / "lm_weights.hdf5")
+        load_lstm_bilm(tmp_path / "options.json", fixture_dir / "lm_weights.hdf5")
 
 
 def test_unreadable_options_json(fixture_dir, tmp_path):
     (tmp_path / "options.json").write_text("{not json")
     with pytest.raises(OptionsError, match="not a valid JSON options file"):
-        load_bilm(tmp_path / "options.json", fixture_dir / "lm_weights.hdf5")
+        load_lstm_bilm(tmp_path / "options.json", fixture_dir / "lm_weights.hdf5")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import spacy_elmo.hub.default_model
 from spacy_elmo.cli.app import app
 
 
@@ -81,16 +80,16 @@ def test_stdin_input(streams, model_args, tmp_path):
     assert arrays["1"].shape == (3, len(streams[0][1].split()), 32)
 
 
-def test_default_model(fixture_dir, streams, tmp_path, monkeypatch):
+def test_default_model(fixture_dir, streams, tmp_path, bundle_at):
     source = write_lines(tmp_path / "in.txt", streams[0][:2])
-    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+    bundle_at(tmp_path / "none")
     result = embed(source, tmp_path / "out.hdf5")
     assert result.exit_code == 1 and "default ELMo model is not bundled" in result.output
     model_dir = tmp_path / "bundled"
     model_dir.mkdir()
     shutil.copy(fixture_dir / "options.json", model_dir / "options.json")
     shutil.copy(fixture_dir / "lm_weights.hdf5", model_dir / "weights.hdf5")
-    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", model_dir)
+    bundle_at(model_dir)
     assert embed(source, tmp_path / "out.hdf5").exit_code == 0
     assert read(tmp_path / "out.hdf5")[0]["1"].shape == (3, len(streams[0][1].split()), 32)
 
@@ -137,7 +136,7 @@ def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_di
     import time
 
     from spacy_elmo.embedder import Embedder
-    from spacy_elmo.bilm.weights import load_bilm
+    from spacy_elmo.bilm.weights import load_lstm_bilm
     from spacy_elmo.cli.embed_file import embed_file
 
     class Slow(Embedder):
@@ -147,7 +146,7 @@ def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_di
 
     lines = [" ".join(["word"] * (1 + i % 5)) for i in range(40)]
     source = write_lines(tmp_path / "in.txt", lines)
-    embedder = Slow(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"), batch_size=1)
+    embedder = Slow(load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"), batch_size=1)
     embed_file(embedder, source, tmp_path / "out.hdf5", progress=True)
     shown = [part for part in capsys.readouterr().err.split("\r") if "token" in part]
     counts = [float(n) for n in re.findall(r"\| ([\d.]+)/[\d.]+ \[", "".join(shown))]
@@ -158,8 +157,8 @@ def test_progress_counts_tokens_and_shows_no_rate_before_one_is_known(fixture_di
 
 
 def test_help_says_what_each_precision_does_to_speed():
-    """The measured figures (benchmarks/README.md, AVX2 CPU), not a promise that bf16/int8 are faster."""
+    """The measured figures (docs/speed.md) per kind of CPU, not a promise that a precision is faster."""
     result = CliRunner().invoke(app, ["embed", "--help"])
     text = " ".join(result.output.split())
-    assert "int8 0.9-1.2x (faster only for the largest models), bf16 0.7-0.9x" in text
-    assert "bf16 can be faster only on a CPU with bf16 instructions (AVX512-BF16, AMX) or a GPU" in text
+    assert "AVX2 CPU: int8 1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 instructions)" in text
+    assert "AVX-512 CPU with bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x" in text

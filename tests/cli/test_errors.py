@@ -26,13 +26,6 @@ def model(fixture_dir):
     return ["--options-file", fixture_dir / "options.json", "--weight-file", fixture_dir / "lm_weights.hdf5"]
 
 
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
 def options_with(fixture_dir, tmp_path, **lstm):
     data = json.loads((fixture_dir / "options.json").read_text())
     data["lstm"].update(lstm)
@@ -116,18 +109,6 @@ def test_embed_options_too_big_for_memory_are_refused_before_allocation(text, fi
     options = options_with(fixture_dir, tmp_path, dim=10**7, projection_dim=10**6)
     fails(cli("embed", text, tmp_path / "out.hdf5", "--options-file", options, "--weight-file",
               fixture_dir / "lm_weights.hdf5"), r"parameters \(\d[\d.]* GiB of float32\), more than this machine's")
-
-
-@pytest.fixture
-def unpacked_archive(tmp_path):
-    import tarfile
-
-    from conftest import TRANSFORMER_ARCHIVE
-
-    folder = tmp_path / "unpacked"
-    with tarfile.open(TRANSFORMER_ARCHIVE) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
 
 
 def no_tensor_may_be_read(monkeypatch):

@@ -19,13 +19,6 @@ def model(fixture_dir):
     return ["--options-file", fixture_dir / "options.json", "--weight-file", fixture_dir / "lm_weights.hdf5"]
 
 
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path
-
-
 def make_node(kind, path):
     """A node of `kind` at `path` (a character device needs root: mknod)."""
     if kind == "fifo":

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import FIXTURES, OUTSIDE_CHECKOUT, ROOT, TRANSFORMER_ARCHIVE
+from spacy_elmo.bilm.kinds import LSTM, TRANSFORMER
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "bash"}
@@ -146,6 +147,11 @@ def test_readme_quickstart_snippet_runs():
     assert scope["doc"][index].text == "bank"
 
 
+FIXTURE_FILES = {LSTM.name: [FIXTURES / "options.json", FIXTURES / "lm_weights.hdf5"],
+                 TRANSFORMER.name: [TRANSFORMER_ARCHIVE]}
+"""The tiny test model of each biLM kind, file for file."""
+
+
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
     """A local web server holding the tiny test models under every published model's address."""
@@ -153,8 +159,7 @@ def mirror(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mirror")
     for model in MODELS.values():
-        sources = ([TRANSFORMER_ARCHIVE] if model.archive is not None
-                   else [FIXTURES / "options.json", FIXTURES / "lm_weights.hdf5"])
+        sources = FIXTURE_FILES[model.kind.name]
         for remote, source in zip(model.remotes, sources):
             target = root / urlsplit(remote.url).path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from spacy_elmo.hub import MODELS
 from conftest import ROOT, TRANSFORMER_FIXTURES as TRANSFORMER
 
 SMALL = MODELS["small"]
-OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in (SMALL.options, SMALL.weights))
-ARCHIVE_PATH = urlsplit(MODELS["transformer"].archive.url).path
+OPTIONS_PATH, WEIGHTS_PATH = (urlsplit(f.url).path for f in SMALL.remotes)
+(ARCHIVE_PATH,) = (urlsplit(f.url).path for f in MODELS["transformer"].remotes)
 TINY_CLI = [sys.executable, str(ROOT / "tests" / "tiny_catalogue.py")]
 
 

@@ -31,9 +31,8 @@ def test_a_mirror_serving_another_model_is_refused_before_the_weights(storage, t
     assert storage.requests_for(WEIGHTS_PATH) == [] and cache_listing(tmp_path) == []
     rows = {line.split()[0]: line for line in cli("models").stdout.splitlines()[1:]}
     assert re.search(r"^small\s+256\s+~54 MB\s+no\s", rows["small"])
-    monkeypatch.setitem(MODELS, "transformer", MODELS["transformer"].__class__(
-        **{**dataclasses.asdict(MODELS["transformer"]), "projection_dim": 512, "n_highway": 2,
-           "archive": MODELS["transformer"].archive}))
+    monkeypatch.setitem(MODELS, "transformer", dataclasses.replace(MODELS["transformer"], projection_dim=512,
+                                                                   n_highway=2))
     with pytest.raises(DownloadError, match=r"not the published 'transformer' model: projection size 16 "
                                             r"\(published: 512\), highway layers 1 \(published: 2\)"):
         fetch_model("transformer", progress=False)

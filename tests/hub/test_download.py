@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from spacy_elmo import Embedder, load_bilm
+from spacy_elmo import Embedder, load_lstm_bilm
 from spacy_elmo.errors import DownloadError, UnknownModelError, WeightsError
-from spacy_elmo.hub import MODELS, cache_root, default_model_files, fetch_model, resolve_model_files
+from spacy_elmo.hub import MODELS, cache_root, fetch_model, resolve_model_files
+from spacy_elmo.hub.catalogue import BUNDLED_DIR
 from spacy_elmo.hub.cache import mirrored
 from spacy_elmo.hub.catalogue import model_names
 
@@ -29,7 +30,7 @@ def test_download_checks_and_caches_then_serves_from_cache_without_a_request(sto
     options, weights = directory / "options.json", directory / "weights.hdf5"
     assert (options.read_bytes(), weights.read_bytes()) == fixture_bytes
     assert cache_listing(tmp_path) == ["manifest.json", "options.json", "weights.hdf5"]
-    assert load_bilm(options, weights).options.output_dim == 32
+    assert load_lstm_bilm(options, weights).options.output_dim == 32
     assert storage.requests_for(WEIGHTS_PATH) == [None]
     n_requests = len(storage.log)
     assert resolve_model_files("small") == (options, weights)
@@ -82,7 +83,8 @@ def test_a_corrupt_download_is_detected_removed_and_never_cached(storage, fixtur
 def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_path, monkeypatch):
     """Float data can be corrupted without breaking the HDF5 layout; only a known hash catches that."""
     digest = hashlib.sha256(fixture_bytes[1]).hexdigest()
-    known = dataclasses.replace(MODELS["small"], weights=dataclasses.replace(SMALL.weights, sha256=digest))
+    options, weights = SMALL.remotes
+    known = dataclasses.replace(MODELS["small"], remotes=(options, dataclasses.replace(weights, sha256=digest)))
     monkeypatch.setitem(MODELS, "small", known)
     damaged = bytearray(fixture_bytes[1])
     damaged[len(damaged) // 2] ^= 0x01
@@ -95,7 +97,8 @@ def test_a_flipped_byte_is_caught_by_a_known_sha256(storage, fixture_bytes, tmp_
 
 
 def test_a_known_size_that_the_server_contradicts_is_an_error(storage, monkeypatch):
-    wrong = dataclasses.replace(MODELS["small"], weights=dataclasses.replace(SMALL.weights, size=1000))
+    options, weights = SMALL.remotes
+    wrong = dataclasses.replace(MODELS["small"], remotes=(options, dataclasses.replace(weights, size=1000)))
     monkeypatch.setitem(MODELS, "small", wrong)
     with pytest.raises(DownloadError, match=r"has 450896 bytes, the catalogue expects 1000"):
         fetch_model("small", progress=False)
@@ -127,7 +130,7 @@ def test_no_network_without_a_mirror_suggests_one(tmp_path, monkeypatch):
 
     monkeypatch.delenv("SPACY_ELMO_MIRROR", raising=False)
     monkeypatch.setattr(requests.Session, "get", unreachable)
-    with pytest.raises(DownloadError, match=re.escape(f"cannot reach {SMALL.options.url} ([Errno 101] Network is "
+    with pytest.raises(DownloadError, match=re.escape(f"cannot reach {SMALL.remotes[0].url} ([Errno 101] Network is "
                                                       "unreachable); offline or behind a proxy? Set SPACY_ELMO_MIRROR")):
         fetch_model("small", cache_dir=tmp_path, progress=False)
 
@@ -174,7 +177,8 @@ def test_unwritable_cache_directory(storage, tmp_path):
 def test_resolve_model_files_combinations(fixture_dir):
     options, weights = fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"
     assert resolve_model_files(options_file=options, weight_file=weights) == (options, weights)
-    assert resolve_model_files() == default_model_files() == resolve_model_files("default")
+    bundled = (BUNDLED_DIR / "options.json", BUNDLED_DIR / "weights.hdf5")
+    assert resolve_model_files() == bundled == resolve_model_files("default")
     with pytest.raises(WeightsError, match="model name 'small' and also options/weight files"):
         resolve_model_files("small", options_file=options, weight_file=weights)
     with pytest.raises(WeightsError, match="got weight_file=.* but no options_file"):
@@ -187,7 +191,7 @@ def test_cache_location_and_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "env"))
     assert cache_root() == tmp_path / "env"
     assert cache_root(tmp_path / "flag") == tmp_path / "flag"
-    url = SMALL.weights.url
+    url = SMALL.remotes[1].url
     monkeypatch.delenv("SPACY_ELMO_MIRROR", raising=False)
     assert mirrored(url) == url
     monkeypatch.setenv("SPACY_ELMO_MIRROR", "https://mirror.example.org/elmo/")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cli_helpers import cli, run
-from spacy_elmo import load_bilm
+from spacy_elmo import load_lstm_bilm
 from spacy_elmo.bilm.loading import load_any_bilm
 from spacy_elmo.hub import fetch_model, resolve_model_files
 from spacy_elmo.hub.catalogue import model_names
@@ -103,7 +103,7 @@ def test_pretraining_can_start_from_a_published_model(storage, tmp_path):
 
     config = TrainConfig(train=[], vocab="unused", output=str(tmp_path / "run"), init_from="small")
     model = initial_model(config, Vocab(["<S>", "</S>", "<UNK>", "word"]))
-    published = load_bilm(*resolve_model_files("small", progress=False)).state_dict()
+    published = load_lstm_bilm(*resolve_model_files("small", progress=False)).state_dict()
     assert all(torch.equal(tensor, published[key]) for key, tensor in model.bilm.state_dict().items())
     assert len(storage.requests_for(WEIGHTS_PATH)) == 1
 

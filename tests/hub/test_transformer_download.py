@@ -20,7 +20,7 @@ def test_transformer_archive_is_downloaded_checked_and_cached(storage, archive_b
     assert archive.read_bytes() == archive_bytes
     assert cache_listing(tmp_path, "transformer") == ["manifest.json", "model.tar.gz"]
     manifest = json.loads((archive.parent / "manifest.json").read_text())
-    assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].archive.url, "size": len(archive_bytes),
+    assert manifest["files"]["model.tar.gz"] == {"url": MODELS["transformer"].remotes[0].url, "size": len(archive_bytes),
                                                  "sha256": hashlib.sha256(archive_bytes).hexdigest(),
                                                  "mtime_ns": archive.stat().st_mtime_ns,
                                                  "ctime_ns": archive.stat().st_ctime_ns, "ino": archive.stat().st_ino}

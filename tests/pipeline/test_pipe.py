@@ -14,7 +14,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from thinc.api import ConfigValidationError
 
-from spacy_elmo import WeightsError, load_bilm, restore_hooks
+from spacy_elmo import WeightsError, load_lstm_bilm, restore_hooks
 from spacy_elmo.embedder import Embedder
 from spacy_elmo.errors import ElmoError
 from spacy_elmo.pipeline.spacy_patches import install_patches, uninstall_patches
@@ -48,7 +48,7 @@ def nlp(fixture_dir):
 
 @pytest.fixture(scope="module")
 def embedder(fixture_dir):
-    return Embedder(load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"))
+    return Embedder(load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5"))
 
 
 def test_add_pipe_then_call_annotates_every_token(nlp, embedder):
@@ -322,10 +322,8 @@ def test_default_model_works_out_of_the_box():
     assert river[5].similarity(money[1]) < 0.99
 
 
-def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    import spacy_elmo.hub.default_model
-
-    monkeypatch.setattr(spacy_elmo.hub.default_model, "DEFAULT_MODEL_DIR", tmp_path / "none")
+def test_missing_default_model_is_a_clear_error(bundle_at, tmp_path):
+    bundle_at(tmp_path / "none")
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     with pytest.raises(WeightsError, match="pass an options file"):

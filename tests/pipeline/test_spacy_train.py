@@ -15,7 +15,7 @@ from spacy.training import Example
 from weasel.util import load_project_config
 
 from conftest import ROOT
-from spacy_elmo import load_bilm
+from spacy_elmo import load_lstm_bilm
 
 from .conftest import CONFIGS, write_docbin
 
@@ -32,7 +32,7 @@ def run_training(config, corpora, corpus, fixture_dir, output, frozen):
 
 
 def bilm_changed(nlp, fixture_dir):
-    reference = load_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5").state_dict()
+    reference = load_lstm_bilm(fixture_dir / "options.json", fixture_dir / "lm_weights.hdf5").state_dict()
     trained = nlp.get_pipe("elmo").model.shims[0].module.state_dict()
     return [name for name, value in trained.items() if not torch.equal(value.cpu(), reference[name])]
 

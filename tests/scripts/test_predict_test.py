@@ -1,19 +1,14 @@
 """scripts/predict_test.py: per-Doc counts whose sums are the entity P/R/F and accuracy of `spacy evaluate`."""
-import importlib.util
-
 import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from conftest import ROOT
+from conftest import ROOT, load_module
 
 
 @pytest.fixture(scope="module")
 def predict_test():
-    spec = importlib.util.spec_from_file_location("predict_test", ROOT / "scripts" / "predict_test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "scripts" / "predict_test.py")
 
 
 def test_entity_counts_are_exact_span_matches(predict_test):

@@ -8,7 +8,7 @@ import pytest
 
 from cli_helpers import run
 from conftest import ROOT, SAMPLES
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 
 BOOKS = SAMPLES / "gutenberg-en" / "texts"
 
@@ -39,5 +39,5 @@ def test_stage3_runs_every_step_and_exports(tmp_path):
         assert set(record[when]) == {"books", "christmas_carol", "ewt_dev", "tweets"}
         assert all(math.isfinite(score["ppl"]) and score["tokens"] > 0 for score in record[when].values())
     assert record["smoke"]["step"] == 5 and record["last_step"]["step"] > 2
-    bilm = load_bilm(out / "options.json", out / "weights.hdf5")
+    bilm = load_lstm_bilm(out / "options.json", out / "weights.hdf5")
     assert bilm.state_dict() and (out / "softmax.pt.0").stat().st_size > 0 and (out / "log.jsonl").is_file()

@@ -35,9 +35,3 @@ def runs(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def text(tmp_path):
-    """A two-line text for the `prepare` and `vocab` commands."""
-    path = tmp_path / "in.txt"
-    path.write_text("the cat sat .\na dog .\n", encoding="utf8")
-    return path

@@ -9,7 +9,7 @@ import h5py
 import pytest
 
 from cli_helpers import bad_flag, cli, fails, snapshot, temp_files
-from spacy_elmo import load_bilm
+from spacy_elmo import load_lstm_bilm
 from spacy_elmo.bilm.weights import _official_tensors
 from spacy_elmo.errors import WeightsError
 from spacy_elmo.training import vocab
@@ -20,7 +20,7 @@ from spacy_elmo.training import vocab
 def test_exported_weights_carry_checksums_official_readers_ignore(corpus, tmp_path):
     """Root attributes only: the datasets are exactly the official ones, so AllenNLP/bilm-tf read it unchanged."""
     assert cli("export", corpus / "run", tmp_path / "export").exit_code == 0
-    bilm = load_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
+    bilm = load_lstm_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
     datasets, attributes = set(), []
 
     def visit(name, obj):
@@ -49,7 +49,7 @@ def test_weights_with_other_options_is_a_checksum_error(corpus, tmp_path):
     options["lstm"]["cell_clip"] = 5.0
     (tmp_path / "export" / "options.json").write_text(json.dumps(options))
     with pytest.raises(WeightsError, match="written with different options than the options file given"):
-        load_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
+        load_lstm_bilm(tmp_path / "export" / "options.json", tmp_path / "export" / "weights.hdf5")
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ def test_disk_full_during_export(tmp_path):
 
 def python_train(config) -> subprocess.Popen:
     """`train(config)` from Python in a process of its own."""
-    script = ("import json, sys; from spacy_elmo.training.trainer import TrainConfig, train; "
-              "train(TrainConfig(**json.loads(sys.argv[1])))")
+    script = ("import json, sys; from spacy_elmo.training.config import TrainConfig; "
+              "from spacy_elmo.training.trainer import train; train(TrainConfig(**json.loads(sys.argv[1])))")
     return subprocess.Popen([sys.executable, "-c", script, json.dumps(asdict(config))], env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

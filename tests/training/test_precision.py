@@ -11,7 +11,7 @@ from spacy_elmo.bilm import precision
 from spacy_elmo.bilm.char_ids import CharBatch
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.bilm.loading import load_any_bilm
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError
 from spacy_elmo.training.checkpoint import load_checkpoint, run_config
 from spacy_elmo.training.config import TrainConfig
@@ -102,7 +102,7 @@ def test_exports_of_bf16_runs_are_fp32_and_load(tmp_path):
     assert dtypes == {np.dtype("float32")}
     train(tiny_config(root, "transformer", max_steps=5, heldout=[], output=str(tmp_path / "tr"), precision="bf16"))
     archive = export(tmp_path / "tr", tmp_path / "tr.tar.gz")
-    for bilm in (load_bilm(out / "options.json", out / "weights.hdf5"), load_any_bilm(archive)):
+    for bilm in (load_lstm_bilm(out / "options.json", out / "weights.hdf5"), load_any_bilm(archive)):
         assert all(p.dtype == torch.float32 for p in bilm.parameters())
         with torch.no_grad():
             layers = batch_layers(bilm.eval(), batch)

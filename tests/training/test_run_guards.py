@@ -2,6 +2,7 @@
 against --init-from, a checkpoint of another size put into a run, divergence, a full disk at a checkpoint."""
 import errno
 import hashlib
+import json
 import math
 import shutil
 
@@ -12,7 +13,7 @@ from cli_helpers import cli, fails, one_error, run, temp_files
 from spacy_elmo.training.checkpoint import load_checkpoint
 from spacy_elmo.training.trainer import train
 
-from .helpers import TINY_ARGS, tiny_config
+from .helpers import KINDS, TINY_ARGS, tiny_config
 
 
 def pretrain(root, *args):
@@ -52,6 +53,22 @@ def test_resume_refuses_a_checkpoint_of_another_size(corpus, tmp_path):
           r"\(lstm\.dim 24 in checkpoint\.pt, 16 in train_options\.json; lstm\.projection_dim 12 in checkpoint\.pt, "
           r"8 in train_options\.json; .*\); put back the run's own checkpoint\.pt")
     assert hashlib.sha256((corpus / "run" / "checkpoint.pt").read_bytes()).hexdigest() == before
+
+
+def test_both_kinds_write_their_kind_into_train_options(runs):
+    assert {bilm: json.loads((runs / bilm / "train_options.json").read_text())["kind"] for bilm in KINDS} == \
+        {bilm: bilm for bilm in KINDS}
+
+
+def test_a_run_whose_train_options_name_no_kind_resumes_as_lstm(corpus):
+    """Runs made before both kinds wrote their kind: train_options.json without one is an LSTM's."""
+    path = corpus / "run" / "train_options.json"
+    options = json.loads(path.read_text())
+    del options["kind"]
+    path.write_text(json.dumps(options))
+    result = cli("pretrain", "-o", corpus / "run", "--resume", "--max-steps", 3)
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(corpus / "run")["step"] == 3
 
 
 def test_a_diverging_run_stops_with_the_step_and_a_lower_learning_rate(corpus, tmp_path):

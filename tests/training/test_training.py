@@ -14,10 +14,9 @@ from cli_helpers import cli
 from spacy_elmo.bilm.char_ids import CharBatch
 from spacy_elmo.bilm.batching import batch_layers
 from spacy_elmo.bilm.loading import load_any_bilm
-from spacy_elmo.bilm.weights import load_bilm
+from spacy_elmo.bilm.weights import load_lstm_bilm
 from spacy_elmo.errors import InputError, OutputError
 from spacy_elmo.training.checkpoint import load_checkpoint, run_config
-from spacy_elmo.training.config import TrainConfig
 from spacy_elmo.training.export import export
 from spacy_elmo.training.models import initial_model, model_from_checkpoint
 from spacy_elmo.training.trainer import evaluate, train
@@ -241,22 +240,21 @@ def test_spacy_cli_entry_point_adds_the_elmo_commands():
     assert {"pretrain", "vocab", "evaluate", "export"} <= set(group.commands["elmo"].commands)
 
 
-def test_the_old_public_names_are_importable():
+def test_the_loop_keeps_no_aliases_of_other_modules_names():
     from spacy_elmo.training import trainer
-    from spacy_elmo.training.lstm_lm import LstmLanguageModel
 
-    assert trainer.TrainConfig is TrainConfig and trainer.LanguageModel is LstmLanguageModel
-    assert trainer.export is export and trainer.model_from_checkpoint is model_from_checkpoint
+    assert not any(hasattr(trainer, name) for name in ("LanguageModel", "export", "model_from_checkpoint"))
 
 
 def test_shipped_default_model_loads_and_is_documented():
-    from spacy_elmo.hub.default_model import DEFAULT_MODEL_DIR, default_model_files
+    from spacy_elmo.hub import resolve_model_files
+    from spacy_elmo.hub.catalogue import BUNDLED_DIR as DEFAULT_MODEL_DIR
 
-    options_file, weight_file = default_model_files()
+    options_file, weight_file = resolve_model_files()
     total = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
     assert total < 30e6
     assert not (DEFAULT_MODEL_DIR / "softmax.pt").exists()
-    bilm = load_bilm(options_file, weight_file)
+    bilm = load_lstm_bilm(options_file, weight_file)
     card = (DEFAULT_MODEL_DIR / "MODEL_CARD.md").read_text(encoding="utf8")
     assert f"lstm {bilm.options.lstm_dim}, projection {bilm.options.projection_dim}" in card
     assert len(Vocab.from_file(DEFAULT_MODEL_DIR / "vocab.txt")) == 40000
