@@ -23,8 +23,8 @@ the LSTM cell state, clipping and the recurrent sum stay fp32.
   0.99911 / 0.99919), and the product is twice as fast as fp32 on AVX2.
 
 Every product takes its precision as an argument, which the biLM's forward passes down from its
-caller (the Embedder, the spaCy model, `batch_layers`); nothing is kept in a context. Lower
-precisions and packed weights are for inference: under autograd (fine-tuning) every product is
+caller (the Embedder, the spaCy model, `batch_layers`); nothing is kept in a context. Lower precisions
+and packed weights are for inference: under autograd (fine-tuning) every product is
 torch's differentiable fp32 one, so gradients are exact and no packed kernel, which has no gradient,
 is ever differentiated.
 
