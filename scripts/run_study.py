@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from run_comparison import main as run
+from run_comparison import config_overrides, config_path, main as run
 
 PAIR = ("vectors_bilstm", "vectors_elmo_bilstm")
 COMPONENT = {"wnut17": "ner", "sst5": "textcat"}
@@ -71,8 +71,8 @@ def seed_pairs(task: str, seeds) -> None:
     picks = chosen(task)
     for seed in seeds:
         for system in PAIR:
-            sets = [arg for value in settings(task)[picks[system]] for arg in ("--set", value)]
-            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", str(seed), *sets])
+            own = [value for value in settings(task)[picks[system]] if config_overrides(config_path(task, system), [value])]
+            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", str(seed), *(a for v in own for a in ("--set", v))])
 
 
 def main() -> None:
