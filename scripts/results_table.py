@@ -129,7 +129,8 @@ def summarise(metrics: Path, root: Path) -> List[dict]:
                 entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
                 if key in BOOTSTRAP:
                     common = set.intersection(*({seed_of(path) for path in runs[side]} for side in SIDES))
-                    entry["bootstrap_p"] = bootstrap_p([[r for r in runs[side] if seed_of(r) in common] for side in SIDES], key)
+                    paired = [[path for path in runs[side] if seed_of(path) in common] for side in SIDES]
+                    entry["bootstrap_p"] = bootstrap_p(paired, key)
                 summary.append(entry)
     return summary
 
@@ -165,7 +166,8 @@ def score_table(summary: List[dict]) -> str:
 def speed_table(metrics: Path) -> str:
     lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ "
              "| best dev at step | dev gain in the last third (points) |", "|---|---|---|---|---|---|---|---|---|"]
-    systems = list(dict.fromkeys((sides[side], sides.get("variant", "")) for sides in COMPARISONS.values() for side in SIDES))
+    systems = list(dict.fromkeys((sides[side], sides.get("variant", ""))
+                                 for sides in COMPARISONS.values() for side in SIDES))
     for task in METRICS:
         for system, variant in systems:
             for path in runs_of(metrics, task, system, variant):

@@ -56,8 +56,8 @@ def chosen(task: str) -> Dict[str, str]:
 
 def needs_more_seeds(task: str) -> bool:
     """Whether a standard deviation over seeds 0-2 is larger than half the difference of the means."""
-    values = [[json.loads(p.read_text())[METRIC[task]] for p in sorted(Path("metrics", task).glob(f"{system}_seed[012].json"))]
-              for system in PAIR]
+    values = [[json.loads(path.read_text())[METRIC[task]]
+               for path in sorted(Path("metrics", task).glob(f"{system}_seed[012].json"))] for system in PAIR]
     gain = abs(statistics.mean(values[1]) - statistics.mean(values[0]))
     return any(statistics.stdev(v) > gain / 2 for v in values)
 
@@ -71,8 +71,10 @@ def seed_pairs(task: str, seeds) -> None:
     picks = chosen(task)
     for seed in seeds:
         for system in PAIR:
-            own = [value for value in settings(task)[picks[system]] if config_overrides(config_path(task, system), [value])]
-            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", str(seed), *(a for v in own for a in ("--set", v))])
+            own = [value for value in settings(task)[picks[system]]
+                   if config_overrides(config_path(task, system), [value])]
+            sets = [arg for value in own for arg in ("--set", value)]
+            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", str(seed), *sets])
 
 
 def main() -> None:
