@@ -90,8 +90,8 @@ def speeds(train_log: Path) -> Dict[str, Optional[float]]:
 
 def bootstrap_p(runs: List[List[Path]], key: str, samples: int = 2000) -> Optional[float]:
     """Paired bootstrap over the test Docs: the share of resamples on which the seed mean of + ELMo is not
-    above the baseline's, every run scored on the same resampled Docs; None unless every run has its
-    per-Doc counts (SYSTEM_seedN.test.jsonl)."""
+    above the baseline's, every run (the seeds both systems ran) scored on the same resampled Docs; None
+    unless every run has its per-Doc counts (SYSTEM_seedN.test.jsonl)."""
     files = [[path.with_name(path.stem + ".test.jsonl") for path in side] for side in runs]
     if not all(f.exists() for side in files for f in side):
         return None
@@ -128,7 +128,9 @@ def summarise(metrics: Path, root: Path) -> List[dict]:
                                    "seeds": [seed_of(path) for path in runs[side]]}
                 entry["rer"] = rer(entry["baseline"]["mean"], entry["elmo"]["mean"])
                 if key in BOOTSTRAP:
-                    entry["bootstrap_p"] = bootstrap_p([runs[side] for side in SIDES], key)
+                    common = set.intersection(*({seed_of(path) for path in runs[side]} for side in SIDES))
+                    paired = [[path for path in runs[side] if seed_of(path) in common] for side in SIDES]
+                    entry["bootstrap_p"] = bootstrap_p(paired, key)
                 summary.append(entry)
     return summary
 
@@ -164,7 +166,8 @@ def score_table(summary: List[dict]) -> str:
 def speed_table(metrics: Path) -> str:
     lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ "
              "| best dev at step | dev gain in the last third (points) |", "|---|---|---|---|---|---|---|---|---|"]
-    systems = list(dict.fromkeys((sides[side], sides.get("variant", "")) for sides in COMPARISONS.values() for side in SIDES))
+    systems = list(dict.fromkeys((sides[side], sides.get("variant", ""))
+                                 for sides in COMPARISONS.values() for side in SIDES))
     for task in METRICS:
         for system, variant in systems:
             for path in runs_of(metrics, task, system, variant):

@@ -156,7 +156,8 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--vectors", default="corpus/vectors/en_floret", help="static vectors of the vectors systems")
     parser.add_argument("--metrics", default="metrics")
     parser.add_argument("--training", default="training")
-    parser.add_argument("--variant", default="", help="a name for runs of another setting or budget (kept apart from the plain runs)")
+    parser.add_argument("--variant", default="",
+                        help="a name for runs of another setting or budget (kept apart from the plain runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override, e.g. training.dropout=0.3 (repeatable)")
     parser.add_argument("--dev-only", action="store_true", help="a dev-search run: no test evaluation")

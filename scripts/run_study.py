@@ -7,9 +7,9 @@ command resumes a stopped queue; a stopped run leaves only a .partial file and s
   1. dev search on WNUT-17 and SST-5: each system of the BiLSTM pair (configs/vectors_bilstm_*.cfg,
      configs/vectors_elmo_bilstm_*.cfg) with each of SETTINGS, seed 0, a shorter budget, dev only;
      records in metrics/search/TASK/, the table in metrics/search.md (scripts/results_table.py)
-  2. seeds: each system with its own best setting on dev (the same search budget for both), test
-     scores in metrics/TASK/; 5 seeds on WNUT-17, 3 on SST-5 and 2 more if a standard deviation there is
-     larger than half the difference of the means
+  2. seeds, both systems seed by seed: each with its own best setting on dev (the same search budget for
+     both), test scores in metrics/TASK/; 5 seeds on WNUT-17, 3 on SST-5 and 2 more if a standard
+     deviation there is larger than half the difference of the means
   3. the EWT budget study: the headline pair (configs/vectors*_tagger_parser.cfg), seed 0, at 2x and
      then 4x the headline budget (variants budget2x, budget4x), dev curve in the .train.jsonl files
 """
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from run_comparison import main as run
+from run_comparison import config_overrides, config_path, main as run
 
 PAIR = ("vectors_bilstm", "vectors_elmo_bilstm")
 COMPONENT = {"wnut17": "ner", "sst5": "textcat"}
@@ -56,8 +56,8 @@ def chosen(task: str) -> Dict[str, str]:
 
 def needs_more_seeds(task: str) -> bool:
     """Whether a standard deviation over seeds 0-2 is larger than half the difference of the means."""
-    values = [[json.loads(p.read_text())[METRIC[task]] for p in sorted(Path("metrics", task).glob(f"{system}_seed[012].json"))]
-              for system in PAIR]
+    values = [[json.loads(path.read_text())[METRIC[task]]
+               for path in sorted(Path("metrics", task).glob(f"{system}_seed[012].json"))] for system in PAIR]
     gain = abs(statistics.mean(values[1]) - statistics.mean(values[0]))
     return any(statistics.stdev(v) > gain / 2 for v in values)
 
@@ -66,21 +66,27 @@ def common(task: str, steps: int) -> List[str]:
     return ["--tasks", task, "--max-steps", str(steps), "--patience", "1600", "--jobs", "1", "--threads", "1"]
 
 
+def seed_pairs(task: str, seeds) -> None:
+    """Both systems seed by seed, so that a stopped queue leaves pairs; each with its own best dev setting."""
+    picks = chosen(task)
+    for seed in seeds:
+        for system in PAIR:
+            own = [value for value in settings(task)[picks[system]]
+                   if config_overrides(config_path(task, system), [value])]
+            sets = [arg for value in own for arg in ("--set", value)]
+            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", str(seed), *sets])
+
+
 def main() -> None:
     for task in ("wnut17", "sst5"):
         for name, overrides in settings(task).items():
             sets = [arg for value in overrides for arg in ("--set", value)]
             run(common(task, SEARCH_STEPS) + ["--systems", *PAIR, "--seeds", "0", "--variant", name, "--dev-only", *sets])
-    for task, seeds in (("wnut17", "0 1 2 3 4"), ("sst5", "0 1 2")):
-        picks = chosen(task)
-        Path("metrics/search/chosen.json").write_text(json.dumps({t: chosen(t) for t in COMPONENT}, indent=2) + "\n")
-        for system in PAIR:
-            sets = [arg for value in settings(task)[picks[system]] for arg in ("--set", value)]
-            run(common(task, BUDGET[task]) + ["--systems", system, "--seeds", *seeds.split(), *sets])
+    Path("metrics/search/chosen.json").write_text(json.dumps({t: chosen(t) for t in COMPONENT}, indent=2) + "\n")
+    for task, seeds in (("wnut17", range(5)), ("sst5", range(3))):
+        seed_pairs(task, seeds)
     if needs_more_seeds("sst5"):
-        for system in PAIR:
-            sets = [arg for value in settings("sst5")[chosen("sst5")[system]] for arg in ("--set", value)]
-            run(common("sst5", BUDGET["sst5"]) + ["--systems", system, "--seeds", "3", "4", *sets])
+        seed_pairs("sst5", (3, 4))
     for factor in (2, 4):
         run(common("ewt", factor * BUDGET["ewt"]) + ["--systems", "vectors", "vectors_elmo", "--seeds", "0",
                                                       "--variant", f"budget{factor}x"])

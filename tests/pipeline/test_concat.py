@@ -155,7 +155,8 @@ def read_config(name: str) -> Config:
     return Config().from_disk(ROOT / "configs" / f"{name}.cfg", interpolate=False)
 
 
-PAIRS = [(task, *pair) for task in ("ner", "tagger_parser", "textcat") for pair in (("baseline", "elmo"), ("vectors", "vectors_elmo"))]
+PAIRS = [(task, *pair) for task in ("ner", "tagger_parser", "textcat")
+         for pair in (("baseline", "elmo"), ("vectors", "vectors_elmo"))]
 PAIRS += [(task, "vectors_bilstm", "vectors_elmo_bilstm") for task in ("ner", "textcat")]
 
 
@@ -208,7 +209,7 @@ def test_results_table_from_metrics_files(tmp_path):
             Path(f"{stem}.train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
             if system.startswith("vectors") and "budget" not in system:  # per-Doc counts: ELMo finds one more entity
                 tp = 2 if "elmo" in system else 1
-                Path(f"{stem}.test.jsonl").write_text("\n".join(json.dumps({"tp": tp, "pred": 2, "gold": 2}) for _ in range(5)))
+                Path(f"{stem}.test.jsonl").write_text((json.dumps({"tp": tp, "pred": 2, "gold": 2}) + "\n") * 5)
     search = tmp_path / "metrics" / "search" / "wnut17"
     search.mkdir(parents=True)
     (search / "vectors_bilstm_wide_seed0.json").write_text(json.dumps({
@@ -223,7 +224,8 @@ def test_results_table_from_metrics_files(tmp_path):
     summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
     assert [(e["comparison"], e["metric"]) for e in summary] == [
         (c, m) for c in ("vectors", "features", "budget2x") for m in ("ents_p", "ents_r", "ents_f")]
-    assert summary[-1]["elmo"]["runs"] == ["metrics/wnut17/vectors_elmo_budget2x_seed0.json"] and summary[-1]["rer"] == pytest.approx(50)
+    assert summary[-1]["elmo"]["runs"] == ["metrics/wnut17/vectors_elmo_budget2x_seed0.json"]
+    assert summary[-1]["rer"] == pytest.approx(50)
     f1 = next(e for e in summary if e["metric"] == "ents_f" and e["comparison"] == "features")
     assert f1["elmo"]["runs"] == ["metrics/wnut17/elmo_seed0.json", "metrics/wnut17/elmo_seed1.json"]
     assert f1["elmo"]["config"] == "configs/elmo_ner.cfg"
@@ -241,4 +243,5 @@ def test_results_table_from_metrics_files(tmp_path):
     assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in (tmp_path / "metrics" / "results.md").read_text()
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000
     assert ("| wnut17 | wide | `components.ner.model.tok2vec.embed.width=256` | vectors_bilstm | 40.00 "
-            "| entity P 50.00, entity R 40.00, entity F 40.00 | 800 / 1600 | 1,234 |") in (tmp_path / "metrics" / "search.md").read_text()
+            "| entity P 50.00, entity R 40.00, entity F 40.00 | 800 / 1600 | 1,234 |") in \
+        (tmp_path / "metrics" / "search.md").read_text()

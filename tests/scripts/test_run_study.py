@@ -39,3 +39,24 @@ def test_each_system_gets_its_own_best_dev_setting(study, tmp_path, monkeypatch)
             {"system": system, "variant": variant, "dev_score": score}))
     (search / "vectors_bilstm_lr2_seed0.json.partial").write_text("{}")
     assert study.chosen("wnut17") == {"vectors_bilstm": "wide", "vectors_elmo_bilstm": "base"}
+
+
+def test_every_queued_run_gets_only_settings_its_config_has(study, monkeypatch):
+    """run_comparison stops on a --set key that none of its runs' configs has, which would end the queue."""
+    from run_comparison import config_overrides, config_path
+
+    calls = []
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(study, "run", calls.append)
+    monkeypatch.setattr(study, "chosen", lambda task: {"vectors_bilstm": "wide", "vectors_elmo_bilstm": "drop3"})
+    monkeypatch.setattr(study, "needs_more_seeds", lambda task: True)
+    monkeypatch.setattr(study.Path, "write_text", lambda self, text: None)
+    study.main()
+    assert len(calls) == 8 + 20 + 2
+    for argv in calls:
+        task, systems = argv[argv.index("--tasks") + 1], argv[argv.index("--systems") + 1:argv.index("--seeds")]
+        sets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]
+        for setting in sets:
+            assert any(config_overrides(ROOT / config_path(task, system), [setting]) for system in systems), argv
+        if "--dev-only" not in argv and systems == ["vectors_elmo_bilstm"]:
+            assert "training.dropout=0.3" in sets
