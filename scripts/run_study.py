@@ -15,6 +15,7 @@ command resumes a stopped queue; a stopped run leaves only a .partial file and s
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -78,6 +79,7 @@ def seed_pairs(task: str, seeds) -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     for task in ("wnut17", "sst5"):
         for name, overrides in settings(task).items():
             sets = [arg for value in overrides for arg in ("--set", value)]
