@@ -79,7 +79,6 @@ def seed_pairs(task: str, seeds) -> None:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     for task in ("wnut17", "sst5"):
         for name, overrides in settings(task).items():
             sets = [arg for value in overrides for arg in ("--set", value)]
@@ -95,4 +94,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sys.exit(main())
