@@ -9,7 +9,8 @@ entry per task, metric and comparison: both systems' config and run files, and t
 reduction of the means), metrics/results.md (mean ± standard deviation per metric and the seed-wise
 differences; per run the training time, words/s and where its dev score peaked), metrics/results.png and,
 when there are dev-search records (scripts/run_study.py), metrics/search.md; with --readme, puts the
-score tables into README.md between the markers <!-- results:start --> and <!-- results:end -->.
+tables of README_COMPARISONS and the budget study's summary into README.md between the markers
+<!-- results:start --> and <!-- results:end --> (every table stays in metrics/results.md).
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ COMPARISONS = {"vectors": {"baseline": "vectors", "elmo": "vectors_elmo",
                             "title": "static vectors pair at 2x the budget (EWT 4,000 steps)"},
                "budget4x": {"baseline": "vectors", "elmo": "vectors_elmo", "variant": "budget4x",
                             "title": "static vectors pair at 4x the budget (EWT 8,000 steps)"}}
+README_COMPARISONS = ("vectors", "bilstm")
+BUDGETS = {"vectors": "1x", "budget2x": "2x", "budget4x": "4x"}
+TARGETS = {"ewt": ["pos_acc", "dep_las"], "wnut17": ["ents_f"], "sst5": ["cats_micro_f"]}
+"""The metrics issue 26's targets name, the rows of the budget study's summary."""
 SIDES = ("baseline", "elmo")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 BOOTSTRAP = {"ents_f": ("tp", "pred", "gold"), "cats_micro_f": ("correct",)}
@@ -163,6 +168,29 @@ def score_table(summary: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def budget_table(summary: List[dict]) -> str:
+    """Per target metric of a task with budget runs: both means and the relative error reduction at each
+    budget, every budget on the seeds the longest-run study used, so that only the budget differs."""
+    studies = [c for c in BUDGETS if c != "vectors" and any(e["comparison"] == c for e in summary)]
+    if not studies:
+        return ""
+    find = {(e["comparison"], e["task"], e["metric"]): e for e in summary}
+    lines = [f"| test set | metric | seeds | {' | '.join(BUDGETS[c] for c in ('vectors', *studies))} |",
+             "|---|---|---|" + "---|" * (1 + len(studies))]
+    for entry in (e for e in summary if e["comparison"] == studies[-1] and e["metric"] in TARGETS[e["task"]]):
+        seeds = sorted(set(entry["baseline"]["seeds"]) & set(entry["elmo"]["seeds"]))
+        cells = []
+        for comparison in ("vectors", *studies):
+            other = find.get((comparison, entry["task"], entry["metric"]))
+            means = [statistics.mean(v for s, v in zip(other[side]["seeds"], other[side]["values"]) if s in seeds)
+                     if other and set(seeds) <= set(other[side]["seeds"]) else None for side in SIDES]
+            cells.append("n/a" if None in means else
+                         f"{100 * means[0]:.2f} → {100 * means[1]:.2f} ({rer(*means):+.1f} %)")
+        lines.append(f"| {TEST_SETS[entry['task']]} | {LABELS[entry['metric']]} | {', '.join(map(str, seeds))} | "
+                     f"{' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def speed_table(metrics: Path) -> str:
     lines = ["| test set | system | seed | training time (s) | steps | words/s epoch 1 | words/s epoch 2+ "
              "| best dev at step | dev gain in the last third (points) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -226,12 +254,17 @@ def main() -> None:
     if not summary:
         raise SystemExit(f"no task in {args.metrics} has metrics files for both systems yet")
     (args.metrics / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    tables = [f"**{COMPARISONS[c]['title']}**\n\n{score_table([e for e in summary if e['comparison'] == c])}"
-              for c in COMPARISONS if any(e["comparison"] == c for e in summary)]
-    text = "\n\n".join([*tables, speed_table(args.metrics)]) + "\n"
+    tables = {c: f"**{COMPARISONS[c]['title']}**\n\n{score_table([e for e in summary if e['comparison'] == c])}"
+              for c in COMPARISONS if any(e["comparison"] == c for e in summary)}
+    budget = budget_table(summary)
+    if budget:
+        budget = f"**The static vectors pair as the budget grows (baseline → + ELMo, relative error reduction)**\n\n{budget}"
+    text = "\n\n".join([*tables.values(), *filter(None, [budget]), speed_table(args.metrics)]) + "\n"
     (args.metrics / "results.md").write_text(text)
-    readme_text = "\n\n".join([*tables, f"Per run: training time, words/s and where the dev score peaked in "
-                                         f"[{args.metrics}/results.md]({args.metrics}/results.md)."]) + "\n"
+    others = "; ".join(COMPARISONS[c]["title"] for c in tables if c not in README_COMPARISONS)
+    readme_text = "\n\n".join([*(tables[c] for c in README_COMPARISONS if c in tables), *filter(None, [budget]),
+                                f"Every table (also: {others}) and per run the training time, words/s and where the dev "
+                                f"score peaked: [{args.metrics}/results.md]({args.metrics}/results.md)."]) + "\n"
     chart(summary, args.metrics / "results.png")
     print(text)
     search = search_table(args.metrics)

@@ -194,7 +194,8 @@ def test_vectors_config_differs_only_by_its_static_vectors(task, plain, with_vec
 
 def test_results_table_from_metrics_files(tmp_path):
     """summary.json holds the runs, the relative error reduction of the means and, per seed, the differences;
-    runs of a variant (the budget study) form their own comparison and never enter the plain one."""
+    runs of a variant (the budget study) form their own comparison and never enter the plain one; the README
+    gets the headline table and the budget summary on the budget runs' seeds, results.md every table."""
     metrics = tmp_path / "metrics" / "wnut17"
     metrics.mkdir(parents=True)
     systems = (("baseline", [0.40, 0.44]), ("elmo", [0.50, 0.58]), ("vectors", [0.50, 0.50]), ("vectors_elmo", [0.60, 0.60]),
@@ -239,8 +240,12 @@ def test_results_table_from_metrics_files(tmp_path):
                     "| +12.00 [+10.00, +14.00], 2/2 seeds | n/a |")
     headline_row = ("| WNUT-17 emerging.test.annotated | entity F | 50.00 ± 0.00 (n=2) | 60.00 ± 0.00 (n=2) | +20.0 % "
                     "| +10.00 [+10.00, +10.00], 2/2 seeds | 0.000 |")
-    assert text.index(headline_row) < text.index(features_row)
-    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in (tmp_path / "metrics" / "results.md").read_text()
+    results = (tmp_path / "metrics" / "results.md").read_text()
+    assert headline_row in text and features_row not in text and "spaCy features, no static vectors" in text
+    assert results.index(headline_row) < results.index(features_row)
+    budget_row = ("| WNUT-17 emerging.test.annotated | entity F | 0 | 50.00 → 60.00 (+20.0 %) | 90.00 → 95.00 (+50.0 %) |")
+    assert budget_row in text and budget_row in results
+    assert "| 100 | 400 | 100 | 400 | 200 | -10.00 |" in results
     assert (tmp_path / "metrics" / "results.png").stat().st_size > 1000
     assert ("| wnut17 | wide | `components.ner.model.tok2vec.embed.width=256` | vectors_bilstm | 40.00 "
             "| entity P 50.00, entity R 40.00, entity F 40.00 | 800 / 1600 | 1,234 |") in \
