@@ -15,7 +15,8 @@ from typing import List, Tuple
 LABELS = ("0", "1", "2", "3", "4")
 PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}",
                "``": '"', "''": '"'}
-_LEAF = re.compile(r"\((\d) ([^()\s]+)\)")
+_LEAF = re.compile(r"\((\d) ([^() ]+)\)")
+"""A leaf: its label, then a token up to the bracket; a token may hold a no-break space (SST's "8\xa01\\/2")."""
 _ROOT = re.compile(r"\s*\((\d)\s")
 
 

@@ -8,6 +8,7 @@ TREES = [
     ("(0 (2 ``) (0 (0 awful) (2 '')))", ['"', "awful", '"'], "0"),
     ("(4 (2 1\\/2) (4 (3 \\*) (4 great)))", ["1/2", "*", "great"], "4"),
     ("(2 (2 -LSB-) (2 (2 so-so) (2 -RSB-)))", ["[", "so-so", "]"], "2"),
+    ("(3 (2 (2 8\xa01\\/2) (2 weeks)) (3 good))", ["8\xa01/2", "weeks", "good"], "3"),
 ]
 
 
@@ -20,7 +21,7 @@ def test_docs_hold_one_true_class_of_five(convert_sst, tmp_path):
     path = tmp_path / "trees.txt"
     path.write_text("\n".join(tree for tree, _, _ in TREES) + "\n\n", encoding="utf8")
     docs = convert_sst.trees_to_docs(convert_sst.read_trees(path), spacy.blank("en").vocab)
-    assert [doc.text.split() for doc in docs] == [words for _, words, _ in TREES]
+    assert [[token.text for token in doc] for doc in docs] == [words for _, words, _ in TREES]
     for doc, (_, _, label) in zip(docs, TREES):
         assert doc.cats == {name: float(name == label) for name in ("0", "1", "2", "3", "4")}
 
