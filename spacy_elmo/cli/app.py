@@ -234,10 +234,10 @@ def embed_command(
                                   help="fp32 (exact), fp16, bf16 or int8: per-token cosine to fp32 >= 0.999 on "
                                        "average on every layer; weights stay fp32 (fp32, fp16 and int8 multiply "
                                        "with copies packed once per load). Speed against fp32, original size, "
-                                       "1 thread, batch 32 / 64, two runs (docs/speed.md): AVX2 CPU: int8 "
-                                       "1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 "
-                                       "instructions); AVX-512 CPU with "
-                                       "bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x; "
+                                       "batch 32 / 64, idle (docs/speed.md): AVX2 CPU: int8 1.64x / 1.44x "
+                                       "(1 thread), 1.55x / 1.32x (2 threads), fp16 1.06-1.23x, bf16 slower (no "
+                                       "bf16 instructions); AVX-512 CPU with bf16 (Zen 5, 1 thread): int8 1.47x / "
+                                       "1.26x, bf16 0.94x / 1.02x, fp16 0.99x / 0.93x; "
                                        "CPU only except bf16, which is also for GPUs"),
     part_lines: int = typer.Option(PART_LINES, callback=at_least(1),
                                    help="Under torchrun: lines per part file (resumable unit; rounded up to "

@@ -160,5 +160,5 @@ def test_help_says_what_each_precision_does_to_speed():
     """The measured figures (docs/speed.md) per kind of CPU, not a promise that a precision is faster."""
     result = CliRunner().invoke(app, ["embed", "--help"])
     text = " ".join(result.output.split())
-    assert "AVX2 CPU: int8 1.6-1.8x / 0.9-1.3x, fp16 1.1x / 1.0-1.35x, bf16 slower (no bf16 instructions)" in text
-    assert "AVX-512 CPU with bf16 (Zen 5): int8 1.7x / 1.15x, bf16 0.95x / 1.25x, fp16 0.8x / 1.2x" in text
+    assert "AVX2 CPU: int8 1.64x / 1.44x (1 thread), 1.55x / 1.32x (2 threads), fp16 1.06-1.23x, bf16 slower" in text
+    assert "AVX-512 CPU with bf16 (Zen 5, 1 thread): int8 1.47x / 1.26x, bf16 0.94x / 1.02x, fp16 0.99x / 0.93x" in text
